@@ -1,0 +1,47 @@
+"""Run a blocking text encoder off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client import Histogram
+
+from encoders.text import TextEncoder, Vectors
+
+ENCODE_SECONDS = Histogram(
+    "streamrec_encoder_batch_seconds",
+    "Time to embed one batch of texts",
+    ["caller"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+ENCODE_BATCH_SIZE = Histogram(
+    "streamrec_encoder_batch_texts", "Texts per encoder call", ["caller"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)
+
+
+class AsyncEncoder:
+    """Awaitable facade over a blocking encoder; one forward pass at a time."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        self.encoder = encoder
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the vectors."""
+        return self.encoder.dim
+
+    async def encode(self, texts: Sequence[str], caller: str = "api") -> Vectors:
+        """Embed texts without blocking the event loop."""
+        started = time.perf_counter()
+        vectors = await asyncio.get_running_loop().run_in_executor(self._pool, self.encoder.encode, list(texts))
+        ENCODE_SECONDS.labels(caller).observe(time.perf_counter() - started)
+        ENCODE_BATCH_SIZE.labels(caller).observe(len(texts))
+        return vectors
+
+    def close(self) -> None:
+        """Stop the worker thread."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,175 @@
+"""The HTTP API: search, recommendations, similar items, health and metrics.
+
+Bad parameters get a 400 with a JSON body naming the parameter; an
+unavailable store gets a 503 with ``Retry-After``; nothing leaks a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+
+from ranker.service import Recommender, Results
+from ranker.settings import RankerSettings
+from streamrec.errors import StreamrecError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+REQUEST_SECONDS = Histogram(
+    "streamrec_api_request_seconds",
+    "API request latency",
+    ["endpoint", "status"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+RECOMMENDER: web.AppKey[Recommender] = web.AppKey("recommender", Recommender)
+SETTINGS: web.AppKey[RankerSettings] = web.AppKey("settings", RankerSettings)
+READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
+
+
+class BadRequest(web.HTTPBadRequest):
+    """A 400 whose body says which parameter is wrong and why."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(
+            text=web.json_response({"error": "bad_request", "parameter": parameter, "detail": problem}).text,
+            content_type="application/json",
+        )
+
+
+def _k(request: web.Request) -> int:
+    settings = request.app[SETTINGS]
+    raw = request.query.get("k", str(settings.default_k))
+    try:
+        k = int(raw)
+    except ValueError:
+        raise BadRequest("k", f"{raw!r} is not an integer") from None
+    if not 1 <= k <= settings.max_k:
+        raise BadRequest("k", f"must be between 1 and {settings.max_k}")
+    return k
+
+
+def _text(request: web.Request, name: str, max_chars: int, required: bool) -> str | None:
+    value = request.query.get(name, "").strip()
+    if not value:
+        if required:
+            raise BadRequest(name, "is required")
+        return None
+    if len(value) > max_chars:
+        raise BadRequest(name, f"is longer than {max_chars} characters")
+    if any(ord(ch) < 32 for ch in value):
+        raise BadRequest(name, "contains control characters")
+    return value
+
+
+def _respond(results: Results, started: float, **fields: Any) -> web.Response:
+    body = {
+        **fields,
+        "strategy": results.strategy,
+        "personalized": results.personalized,
+        "items": [item.to_json() for item in results.items],
+        "took_ms": round((time.perf_counter() - started) * 1000, 2),
+        **results.extra,
+    }
+    return web.json_response(body)
+
+
+async def search(request: web.Request) -> web.Response:
+    """GET /v1/search?q=&user_id=&k="""
+    started = time.perf_counter()
+    settings = request.app[SETTINGS]
+    query = _text(request, "q", settings.max_query_chars, required=True)
+    assert query is not None  # required=True guarantees it
+    user_id = _text(request, "user_id", 128, required=False)
+    k = _k(request)
+    results = await request.app[RECOMMENDER].search(query, user_id, k)
+    return _respond(results, started, query=query, user_id=user_id)
+
+
+async def recommendations(request: web.Request) -> web.Response:
+    """GET /v1/recommendations?user_id=&k="""
+    started = time.perf_counter()
+    user_id = _text(request, "user_id", 128, required=True)
+    assert user_id is not None
+    k = _k(request)
+    results = await request.app[RECOMMENDER].recommend(user_id, k)
+    return _respond(results, started, user_id=user_id)
+
+
+async def similar(request: web.Request) -> web.Response:
+    """GET /v1/similar/{product_id}?k="""
+    started = time.perf_counter()
+    product_id = request.match_info["product_id"]
+    k = _k(request)
+    results = await request.app[RECOMMENDER].similar(product_id, k)
+    if results is None:
+        return web.json_response({"error": "not_found", "product_id": product_id}, status=404)
+    return _respond(results, started, product_id=product_id)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: every dependency answers and state has been recovered."""
+    try:
+        detail = await request.app[READINESS]()
+    except StreamrecError as exc:
+        return web.json_response({"ready": False, "detail": str(exc)}, status=503)
+    ready = bool(detail.pop("ready", True))
+    return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of this process's metrics."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time every request by route and status; turn infrastructure errors into 503."""
+    started = time.perf_counter()
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except StreamrecError as exc:
+        status = 503 if exc.retriable else 500
+        headers = {"Retry-After": "1"} if exc.retriable else {}
+        return web.json_response({"error": type(exc).__name__, "detail": str(exc)}, status=status, headers=headers)
+    finally:
+        REQUEST_SECONDS.labels(endpoint, str(status)).observe(time.perf_counter() - started)
+
+
+def create_health_app(readiness: ReadinessCheck) -> web.Application:
+    """An application with only ``/healthz``, ``/readyz`` and ``/metrics``."""
+    app = web.Application(middlewares=[observe])
+    app[READINESS] = readiness
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def create_api(recommender: Recommender, settings: RankerSettings, readiness: ReadinessCheck) -> web.Application:
+    """The aiohttp application serving the API, health and metrics."""
+    app = create_health_app(readiness)
+    app[RECOMMENDER] = recommender
+    app[SETTINGS] = settings
+    app.router.add_get("/v1/search", search)
+    app.router.add_get("/v1/recommendations", recommendations)
+    app.router.add_get("/v1/similar/{product_id}", similar)
+    return app

@@ -1,0 +1,264 @@
+"""``VectorStore`` on Milvus: Milvus Lite (a local file) or a server URI.
+
+Reads that must see the latest writes use Strong consistency; every call has
+an explicit timeout, and failures are classified as retriable
+(``StoreUnavailable``) or not (``StoreError``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from prometheus_client import Histogram
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from ranker.settings import RankerSettings
+from ranker.store import Hit, ProductFilter, ProductRow, UserRow, Vector, last_per_key
+from streamrec.errors import StoreError, StoreUnavailable
+
+T = TypeVar("T")
+
+MILVUS_SECONDS = Histogram(
+    "streamrec_milvus_call_seconds",
+    "Latency of Milvus calls",
+    ["operation", "outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+_PRODUCT_FIELDS = ["product_id", "title", "category", "brand", "price", "in_stock", "updated_at", "model"]
+_RETRIABLE_WORDS = ("unavailable", "deadline", "timeout", "timed out", "connect", "not ready", "rate limit")
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value)
+
+
+def filter_expression(where: ProductFilter) -> str:
+    """Milvus boolean expression for a product filter.
+
+    >>> filter_expression(ProductFilter(exclude_ids=frozenset({"p1"})))
+    'in_stock == true and product_id not in ["p1"]'
+    """
+    clauses = []
+    if where.in_stock_only:
+        clauses.append("in_stock == true")
+    if where.exclude_ids:
+        clauses.append(f"product_id not in [{', '.join(_quote(i) for i in sorted(where.exclude_ids))}]")
+    if where.category is not None:
+        clauses.append(f"category == {_quote(where.category)}")
+    return " and ".join(clauses)
+
+
+class MilvusStore:
+    """Products and users in two Milvus collections keyed by their ids."""
+
+    def __init__(self, settings: RankerSettings, dim: int, client: MilvusClient | None = None) -> None:
+        self._settings = settings
+        self._dim = dim
+        self._timeout = settings.milvus_timeout_s
+        if client is None:
+            uri = settings.milvus_uri
+            if "://" not in uri:
+                Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            client = MilvusClient(uri=uri, token=settings.milvus_token, timeout=self._timeout)
+        self._client = client
+        self._products = settings.products_collection
+        self._users = settings.users_collection
+        self._call("ensure", self._ensure_collections)
+
+    def _call(self, operation: str, fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = fn()
+            outcome = "ok"
+            return result
+        except MilvusException as exc:
+            message = str(exc).lower()
+            error = StoreUnavailable if any(w in message for w in _RETRIABLE_WORDS) else StoreError
+            raise error("milvus call failed", operation=operation, cause=str(exc)) from exc
+        except (TimeoutError, ConnectionError) as exc:
+            raise StoreUnavailable("milvus unreachable", operation=operation, cause=str(exc)) from exc
+        finally:
+            MILVUS_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
+
+    def _ensure_collections(self) -> None:
+        client = self._client
+        if not client.has_collection(self._products, timeout=self._timeout):
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("product_id", DataType.VARCHAR, is_primary=True, max_length=128)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
+            schema.add_field("title", DataType.VARCHAR, max_length=1024)
+            schema.add_field("category", DataType.VARCHAR, max_length=128)
+            schema.add_field("brand", DataType.VARCHAR, max_length=128)
+            schema.add_field("price", DataType.FLOAT)
+            schema.add_field("in_stock", DataType.BOOL)
+            schema.add_field("updated_at", DataType.INT64)
+            schema.add_field("model", DataType.VARCHAR, max_length=128)
+            index = client.prepare_index_params()
+            index.add_index("vector", index_type=self._settings.milvus_index, metric_type="IP", **self._index_args())
+            client.create_collection(
+                self._products, schema=schema, index_params=index, consistency_level="Strong", timeout=self._timeout
+            )
+        if not client.has_collection(self._users, timeout=self._timeout):
+            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("user_id", DataType.VARCHAR, is_primary=True, max_length=128)
+            schema.add_field("short_vector", DataType.FLOAT_VECTOR, dim=self._dim)
+            schema.add_field("long_vector", DataType.FLOAT_VECTOR, dim=self._dim)
+            schema.add_field("features", DataType.JSON)
+            schema.add_field("updated_at", DataType.INT64)
+            index = client.prepare_index_params()
+            # Users are read by id, never searched; FLAT costs nothing to build.
+            index.add_index("short_vector", index_type="FLAT", metric_type="IP")
+            index.add_index("long_vector", index_type="FLAT", metric_type="IP")
+            client.create_collection(
+                self._users, schema=schema, index_params=index, consistency_level="Strong", timeout=self._timeout
+            )
+        client.load_collection(self._products, timeout=self._timeout)
+        client.load_collection(self._users, timeout=self._timeout)
+
+    def _index_args(self) -> dict[str, Any]:
+        kind = self._settings.milvus_index
+        if kind == "IVF_FLAT":
+            return {"params": {"nlist": 128}}
+        if kind == "HNSW":
+            return {"params": {"M": 16, "efConstruction": 200}}
+        return {}
+
+    def _search_params(self) -> dict[str, Any]:
+        kind = self._settings.milvus_index
+        if kind == "IVF_FLAT":
+            return {"metric_type": "IP", "params": {"nprobe": 16}}
+        if kind == "HNSW":
+            return {"metric_type": "IP", "params": {"ef": 128}}
+        return {"metric_type": "IP"}
+
+    def upsert_products(self, rows: Sequence[ProductRow]) -> None:
+        data = [
+            {
+                "product_id": row.product_id,
+                "vector": row.vector.tolist(),
+                "title": row.title[:1024],
+                "category": row.category,
+                "brand": row.brand,
+                "price": row.price,
+                "in_stock": row.in_stock,
+                "updated_at": row.updated_at,
+                "model": row.model,
+            }
+            for row in last_per_key(rows, "product_id")
+        ]
+        if data:
+            self._call("upsert_products", lambda: self._client.upsert(self._products, data, timeout=self._timeout))
+
+    def delete_products(self, product_ids: Sequence[str]) -> None:
+        ids = sorted(set(product_ids))
+        if ids:
+            self._call("delete_products", lambda: self._client.delete(self._products, ids=ids, timeout=self._timeout))
+
+    def get_products(self, product_ids: Sequence[str]) -> dict[str, ProductRow]:
+        ids = sorted(set(product_ids))
+        if not ids:
+            return {}
+        rows = self._call(
+            "get_products",
+            lambda: self._client.get(
+                self._products, ids=ids, output_fields=[*_PRODUCT_FIELDS, "vector"], timeout=self._timeout
+            ),
+        )
+        return {row["product_id"]: self._product(row, np.asarray(row["vector"], dtype=np.float32)) for row in rows}
+
+    def search_products(self, vector: Vector, k: int, where: ProductFilter) -> list[Hit]:
+        results = self._call(
+            "search_products",
+            lambda: self._client.search(
+                self._products,
+                data=[vector.tolist()],
+                anns_field="vector",
+                filter=filter_expression(where),
+                limit=k,
+                output_fields=_PRODUCT_FIELDS,
+                search_params=self._search_params(),
+                timeout=self._timeout,
+            ),
+        )
+        empty = np.zeros(0, dtype=np.float32)
+        return [Hit(self._product(hit["entity"], empty), float(hit["distance"])) for hit in results[0]]
+
+    def browse_products(self, limit: int, where: ProductFilter) -> list[ProductRow]:
+        rows = self._call(
+            "browse_products",
+            lambda: self._client.query(
+                self._products,
+                filter=filter_expression(where) or 'product_id != ""',
+                output_fields=_PRODUCT_FIELDS,
+                limit=limit,
+                timeout=self._timeout,
+            ),
+        )
+        empty = np.zeros(0, dtype=np.float32)
+        return [self._product(row, empty) for row in rows]
+
+    @staticmethod
+    def _product(row: dict[str, Any], vector: Vector) -> ProductRow:
+        return ProductRow(
+            product_id=row["product_id"],
+            vector=vector,
+            title=row["title"],
+            category=row["category"],
+            brand=row["brand"],
+            price=float(row["price"]),
+            in_stock=bool(row["in_stock"]),
+            updated_at=int(row["updated_at"]),
+            model=row["model"],
+        )
+
+    def count_products(self) -> int:
+        rows = self._call(
+            "count_products",
+            lambda: self._client.query(self._products, filter="", output_fields=["count(*)"], timeout=self._timeout),
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def upsert_users(self, rows: Sequence[UserRow]) -> None:
+        data = [
+            {
+                "user_id": row.user_id,
+                "short_vector": row.short_vector.tolist(),
+                "long_vector": row.long_vector.tolist(),
+                "features": row.features,
+                "updated_at": row.updated_at,
+            }
+            for row in last_per_key(rows, "user_id")
+        ]
+        if data:
+            self._call("upsert_users", lambda: self._client.upsert(self._users, data, timeout=self._timeout))
+
+    def get_user(self, user_id: str) -> UserRow | None:
+        rows = self._call(
+            "get_user",
+            lambda: self._client.get(
+                self._users,
+                ids=[user_id],
+                output_fields=["user_id", "short_vector", "long_vector", "features", "updated_at"],
+                timeout=self._timeout,
+            ),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return UserRow(
+            user_id=row["user_id"],
+            short_vector=np.asarray(row["short_vector"], dtype=np.float32),
+            long_vector=np.asarray(row["long_vector"], dtype=np.float32),
+            features=dict(row["features"] or {}),
+            updated_at=int(row["updated_at"]),
+        )
+
+    def close(self) -> None:
+        self._client.close()

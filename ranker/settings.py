@@ -1,0 +1,36 @@
+"""Settings of retrieval, ranking and the HTTP API (env prefix ``STREAMREC_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RankerSettings(BaseSettings):
+    """Milvus connection, collections, blend weights and the API listener."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
+
+    milvus_uri: str = Field(
+        ".streamrec/milvus.db", description="a local file path for Milvus Lite, or http(s)://host:port of a server"
+    )
+    milvus_token: str = Field("", description="token for a Milvus server (user:password or API key)")
+    # Explicit, short timeouts: pymilvus would otherwise retry for a long time
+    # and a stream worker would stall silently behind it.
+    milvus_timeout_s: float = Field(10.0, gt=0)
+    milvus_index: Literal["FLAT", "IVF_FLAT", "HNSW", "AUTOINDEX"] = Field(
+        "FLAT", description="index type of the products collection; FLAT/IVF_FLAT work on Milvus Lite"
+    )
+    products_collection: str = "products"
+    users_collection: str = "users"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    default_k: int = Field(10, ge=1, le=100)
+    max_k: int = Field(100, ge=1, le=1000)
+    candidate_factor: int = Field(5, ge=1, description="candidates retrieved per result before re-ranking")
+    affinity_weight: float = Field(0.35, ge=0, description="weight of the user's category affinity in the blend")
+    brand_weight: float = Field(0.1, ge=0)
+    short_term_weight: float = Field(0.7, ge=0, le=1, description="share of the short-term vector in the user vector")
+    max_query_chars: int = Field(512, ge=1)

@@ -1,0 +1,138 @@
+"""``streamrec <command>``: one entry point for every process and tool.
+
+Every setting is an environment variable (``STREAMREC_...``); the few flags
+here are shortcuts that set the same variables, so each flag's fallback is
+the variable named in its help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Models load from local files only; never reach for a hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_SHARED_FLAGS = {
+    "--kafka": ("STREAMREC_KAFKA_BOOTSTRAP", "Kafka bootstrap servers"),
+    "--milvus-uri": ("STREAMREC_MILVUS_URI", "Milvus Lite file or Milvus server URI"),
+    "--api-port": ("STREAMREC_API_PORT", "API port"),
+}
+
+
+def _add_shared(parser: argparse.ArgumentParser) -> None:
+    for flag, (env, text) in _SHARED_FLAGS.items():
+        parser.add_argument(flag, default=None, help=f"{text} (env {env}, default: settings)")
+
+
+def _export_flags(args: argparse.Namespace) -> None:
+    """Flags override the environment the settings objects read."""
+    for flag, (env, _) in _SHARED_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            os.environ[env] = str(value)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streamrec.runtime import run_worker
+
+    run_worker(with_api=False)
+    return 0
+
+
+def _cmd_all_in_one(args: argparse.Namespace) -> int:
+    from streamrec.runtime import run_worker
+
+    run_worker(with_api=True)
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    from streamrec.runtime import run_api
+
+    run_api()
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamrec.demo import run_demo
+
+    return run_demo(products=args.products, keep_running=args.keep_running, state_dir=Path(args.state_dir))
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from streams.settings import StreamSettings
+    from streams.topics import ensure_topics
+
+    created = ensure_topics(StreamSettings())
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from streams.events import EVENT_KINDS, json_schema
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in EVENT_KINDS:
+        path = out / f"{kind}.schema.json"
+        path.write_text(json.dumps(json_schema(kind), indent=2, sort_keys=True) + "\n")
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``streamrec``."""
+    parser = argparse.ArgumentParser(prog="streamrec", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="log level (env STREAMREC_LOG_LEVEL, default info)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        _add_shared(sub)
+        return sub
+
+    command("worker", "run a stream worker (needs a Milvus server to share with the API)").set_defaults(
+        run=_cmd_worker
+    )
+    command("api", "run the HTTP API alone (needs a Milvus server)").set_defaults(run=_cmd_api)
+    command("all-in-one", "run worker and API in one process (Milvus Lite default)").set_defaults(
+        run=_cmd_all_in_one
+    )
+    demo = command("demo", "start Kafka, Milvus Lite, worker and API; replay shoppers; show results adapt")
+    demo.add_argument("--products", type=int, default=int(os.environ.get("STREAMREC_DEMO_PRODUCTS", "400")),
+                      help="catalog size (env STREAMREC_DEMO_PRODUCTS, default 400)")
+    demo.add_argument("--keep-running", action="store_true",
+                      default=os.environ.get("STREAMREC_DEMO_KEEP_RUNNING", "") == "1",
+                      help="leave the system up after the demo until Ctrl-C (env STREAMREC_DEMO_KEEP_RUNNING=1)")
+    demo.add_argument("--state-dir", default=os.environ.get("STREAMREC_DEMO_DIR", ".streamrec-demo"),
+                      help="where the demo keeps broker and Milvus data (env STREAMREC_DEMO_DIR)")
+    demo.set_defaults(run=_cmd_demo)
+    command("topics", "create the Kafka topics of the contract").set_defaults(run=_cmd_topics)
+    schemas = command("schemas", "write the JSON Schemas of the events")
+    schemas.add_argument("--out", default="streams/schemas", help="output directory (default streams/schemas)")
+    schemas.set_defaults(run=_cmd_schemas)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamrec`` console script."""
+    args = build_parser().parse_args(argv)
+    _export_flags(args)
+    level = args.log_level or os.environ.get("STREAMREC_LOG_LEVEL", "info")
+    os.environ["STREAMREC_LOG_LEVEL"] = level
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

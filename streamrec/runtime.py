@@ -1,0 +1,102 @@
+"""Assemble the processes: worker, API, or both in one (Milvus Lite's mode).
+
+Milvus Lite lets one process open a database file, so on embedded defaults
+the worker and the API share a process; with a Milvus server they run apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import faust
+import mode
+from aiohttp import web
+
+from encoders.runner import AsyncEncoder
+from encoders.settings import EncoderSettings
+from encoders.text import TransformerTextEncoder
+from ranker.api import create_api, create_health_app
+from ranker.milvus_store import MilvusStore
+from ranker.service import Recommender
+from ranker.settings import RankerSettings
+from ranker.store import VectorStore
+from streams.settings import StreamSettings
+from streams.topics import ensure_topics
+from streams.worker import StreamWorker
+
+log = logging.getLogger(__name__)
+
+
+class HttpService(mode.Service):
+    """Serves an aiohttp application as part of a faust worker's lifecycle."""
+
+    def __init__(self, app: web.Application, host: str, port: int, **kwargs: Any) -> None:
+        self._web_app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        self._runner = web.AppRunner(self._web_app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+        log.info("HTTP listening on http://%s:%d", self._host, self._port)
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def get_web_url(self) -> str:
+        """Where this service listens."""
+        return f"http://{self._host}:{self._port}"
+
+
+def build_components(
+    encoder_settings: EncoderSettings, ranker_settings: RankerSettings
+) -> tuple[AsyncEncoder, VectorStore]:
+    """Load the encoder and open the vector store (both take seconds)."""
+    encoder = AsyncEncoder(TransformerTextEncoder(encoder_settings))
+    store = MilvusStore(ranker_settings, dim=encoder.dim)
+    return encoder, store
+
+
+def _readiness(store: VectorStore) -> Any:
+    async def check() -> dict[str, Any]:
+        products = await asyncio.to_thread(store.count_products)
+        return {"ready": True, "products": products}
+
+    return check
+
+
+def run_worker(with_api: bool, create_topics: bool = True) -> None:
+    """Run the stream worker (and the API in the same process when asked)."""
+    stream_settings = StreamSettings()
+    ranker_settings = RankerSettings()
+    if create_topics:
+        created = ensure_topics(stream_settings)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+    encoder, store = build_components(EncoderSettings(), ranker_settings)
+    worker = StreamWorker(stream_settings, store, encoder)
+    readiness = _readiness(store)
+    if with_api:
+        api = create_api(Recommender(store, encoder, ranker_settings), ranker_settings, readiness)
+        worker.app.web_server(HttpService(api, ranker_settings.api_host, ranker_settings.api_port))
+    else:
+        # Only health, readiness and metrics on the worker's own port.
+        health = create_health_app(readiness)
+        worker.app.web_server(HttpService(health, "0.0.0.0", stream_settings.worker_web_port))
+    loglevel = os.environ.get("STREAMREC_LOG_LEVEL", "info")
+    faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def run_api() -> None:
+    """Run the API alone; it needs a Milvus server shared with the workers."""
+    ranker_settings = RankerSettings()
+    encoder, store = build_components(EncoderSettings(), ranker_settings)
+    api = create_api(Recommender(store, encoder, ranker_settings), ranker_settings, _readiness(store))
+    web.run_app(api, host=ranker_settings.api_host, port=ranker_settings.api_port, access_log=None)

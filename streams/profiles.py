@@ -1,0 +1,171 @@
+"""A shopper's profile and how each behavior event changes it.
+
+Pure logic, no I/O: the stream agent looks up the vectors an event needs and
+calls :meth:`UserProfile.apply`. Profiles serialise to small JSON dicts for
+the changelogged Faust table (vectors as base64 float32, not JSON floats, to
+keep changelog records around 2 KB).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from online_learning.decay import DecayedScores
+from ranker.store import UserRow, Vector
+from streams.events import Click, Purchase, Search, UserEvent
+
+RECENT_ITEMS = 50
+PURCHASED_ITEMS = 200
+TOP_AFFINITIES = 32
+SEEN_EVENTS = 256
+
+# How strongly each kind of event speaks about the shopper's intent.
+EVENT_WEIGHT = {"search": 0.6, "click": 1.0, "purchase": 3.0}
+# The short-term vector follows the last few actions; the long-term one
+# moves slowly and holds the shopper's lasting taste.
+SHORT_RATE = 0.35
+LONG_RATE = 0.05
+
+
+def encode_vector(vector: Vector | None) -> str | None:
+    """Base64 of the float32 bytes, or None."""
+    return None if vector is None else base64.b64encode(vector.astype(np.float32).tobytes()).decode("ascii")
+
+
+def decode_vector(text: str | None) -> Vector | None:
+    """Inverse of :func:`encode_vector`."""
+    return None if text is None else np.frombuffer(base64.b64decode(text), dtype=np.float32).copy()
+
+
+def _blend(current: Vector | None, signal: Vector, rate: float) -> Vector:
+    if current is None or current.shape != signal.shape:
+        return signal.astype(np.float32)
+    mixed = (1.0 - rate) * current + rate * signal
+    norm = float(np.linalg.norm(mixed))
+    return (mixed / norm).astype(np.float32) if norm > 0 else signal.astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductInfo:
+    """What a profile update needs to know about a product."""
+
+    vector: Vector
+    category: str
+    brand: str
+    price: float
+
+
+@dataclass
+class UserProfile:
+    """Everything streamrec remembers about one shopper."""
+
+    user_id: str
+    half_life_ms: float
+    short_vector: Vector | None = None
+    long_vector: Vector | None = None
+    categories: DecayedScores = field(init=False)
+    brands: DecayedScores = field(init=False)
+    recent_items: list[str] = field(default_factory=list)
+    purchased: list[str] = field(default_factory=list)
+    recent_queries: list[str] = field(default_factory=list)
+    seen_events: list[str] = field(default_factory=list)
+    last_event_ms: int = 0
+    events: int = 0
+
+    def __post_init__(self) -> None:
+        self.categories = DecayedScores(self.half_life_ms)
+        self.brands = DecayedScores(self.half_life_ms)
+
+    def apply(self, event: UserEvent, product: ProductInfo | None, query_vector: Vector | None) -> bool:
+        """Fold one event into the profile; False if it was already applied.
+
+        ``product`` is the clicked or bought product when it is known;
+        ``query_vector`` the embedded query of a search.
+        """
+        if event.event_id in self.seen_events:
+            return False
+        self.seen_events = [*self.seen_events[-(SEEN_EVENTS - 1) :], event.event_id]
+        self.events += 1
+        self.last_event_ms = max(self.last_event_ms, event.ts)
+        if isinstance(event, Search):
+            self.recent_queries = [*self.recent_queries[-9:], event.query]
+            if query_vector is not None:
+                self._learn_vector(query_vector, EVENT_WEIGHT["search"])
+            return True
+        kind = "purchase" if isinstance(event, Purchase) else "click"
+        weight = EVENT_WEIGHT[kind]
+        if isinstance(event, Click | Purchase):
+            self.recent_items = [i for i in self.recent_items if i != event.product_id][-(RECENT_ITEMS - 1) :]
+            self.recent_items.append(event.product_id)
+            if isinstance(event, Purchase) and event.product_id not in self.purchased:
+                self.purchased = [*self.purchased[-(PURCHASED_ITEMS - 1) :], event.product_id]
+        if product is not None:
+            self._learn_vector(product.vector, weight)
+            self.categories.add(product.category, weight, event.ts)
+            self.categories.prune(TOP_AFFINITIES)
+            if product.brand:
+                self.brands.add(product.brand, weight, event.ts)
+                self.brands.prune(TOP_AFFINITIES)
+        return True
+
+    def _learn_vector(self, signal: Vector, weight: float) -> None:
+        self.short_vector = _blend(self.short_vector, signal, min(1.0, SHORT_RATE * weight))
+        self.long_vector = _blend(self.long_vector, signal, min(1.0, LONG_RATE * weight))
+
+    def to_row(self, dim: int) -> UserRow:
+        """The serving view of this profile for the vector store."""
+        zero = np.zeros(dim, dtype=np.float32)
+        return UserRow(
+            user_id=self.user_id,
+            short_vector=self.short_vector if self.short_vector is not None else zero,
+            long_vector=self.long_vector if self.long_vector is not None else zero,
+            features={
+                "categories": self.categories.normalized(top=16),
+                "brands": self.brands.normalized(top=16),
+                "purchased": self.purchased[-100:],
+                "recent_items": self.recent_items[-20:],
+                "events": self.events,
+            },
+            updated_at=self.last_event_ms,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state for the changelogged table."""
+        return {
+            "user_id": self.user_id,
+            "short_vector": encode_vector(self.short_vector),
+            "long_vector": encode_vector(self.long_vector),
+            "categories": dict(self.categories.items()),
+            "brands": dict(self.brands.items()),
+            "ref_ms": self.categories.ref_ms,
+            "brands_ref_ms": self.brands.ref_ms,
+            "recent_items": self.recent_items,
+            "purchased": self.purchased,
+            "recent_queries": self.recent_queries,
+            "seen_events": self.seen_events,
+            "last_event_ms": self.last_event_ms,
+            "events": self.events,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], half_life_ms: float) -> UserProfile:
+        """Rebuild a profile saved by :meth:`to_dict`."""
+        profile = cls(
+            user_id=data["user_id"],
+            half_life_ms=half_life_ms,
+            short_vector=decode_vector(data.get("short_vector")),
+            long_vector=decode_vector(data.get("long_vector")),
+            recent_items=list(data.get("recent_items", [])),
+            purchased=list(data.get("purchased", [])),
+            recent_queries=list(data.get("recent_queries", [])),
+            seen_events=list(data.get("seen_events", [])),
+            last_event_ms=int(data.get("last_event_ms", 0)),
+            events=int(data.get("events", 0)),
+        )
+        profile.categories = DecayedScores(half_life_ms, data.get("categories", {}), int(data.get("ref_ms", 0)))
+        profile.brands = DecayedScores(half_life_ms, data.get("brands", {}), int(data.get("brands_ref_ms", 0)))
+        return profile

@@ -1,0 +1,223 @@
+"""The Faust application: catalog and behavior agents over raw Kafka bytes.
+
+Agents subscribe to raw bytes and decode in our code, so a bad message is
+dead-lettered (and the dead-letter write acknowledged) before faust
+acknowledges it. Events are taken in batches: one encoder call, one product
+lookup and one Milvus upsert serve hundreds of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import faust
+from faust.types import EventT, StreamT
+from prometheus_client import Counter, Histogram
+
+from encoders.runner import AsyncEncoder
+from ranker.store import ProductRow, VectorStore
+from streamrec.errors import StreamrecError
+from streams.events import ProductDelete, ProductUpsert, Rejection, Search, UserEvent, decode
+from streams.profiles import ProductInfo, UserProfile
+from streams.settings import StreamSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "outcome"])
+DEAD_LETTERS = Counter("streamrec_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
+BATCH_SECONDS = Histogram(
+    "streamrec_batch_seconds",
+    "Time to process one batch of events",
+    ["agent"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+FRESHNESS_SECONDS = Histogram(
+    "streamrec_profile_freshness_seconds",
+    "Event time to the user's profile being visible in the vector store",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+RETRY_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
+def _header(value: object) -> bytes:
+    return str(value).encode("utf-8", "replace")
+
+
+class StreamWorker:
+    """Builds the faust app and holds what its agents need."""
+
+    def __init__(self, settings: StreamSettings, store: VectorStore, encoder: AsyncEncoder) -> None:
+        self.settings = settings
+        self.store = store
+        self.encoder = encoder
+        self._half_life_ms = settings.profile_half_life_s * 1000
+        brokers = ";".join(f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(","))
+        self.app = faust.App(
+            settings.app_id,
+            broker=brokers,
+            store="memory://",
+            autodiscover=False,
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=1,
+            key_serializer="raw",
+            value_serializer="raw",
+            consumer_auto_offset_reset="earliest",
+            datadir=settings.data_dir,
+            web_port=settings.worker_web_port,
+            web_host="127.0.0.1",
+            producer_acks=-1,
+            # Standbys double changelog reads on a single node for no gain;
+            # production sets replicas > 1 through the chart.
+            table_standby_replicas=0,
+        )
+        self.profiles = self.app.Table(
+            "profiles", default=None, key_type=str, value_type=dict, partitions=settings.topic_partitions
+        )
+        self.dlq = self.app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+        products = self.app.topic(settings.topic_products, key_serializer="raw", value_serializer="raw")
+        behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
+        self.app.agent(products, name="catalog")(self._catalog_agent)
+        self.app.agent(behavior, name="behavior")(self._behavior_agent)
+
+    async def _dead_letter(self, event: EventT, rejection: Rejection, agent: str) -> None:
+        """Write the original bytes with the reason; wait for the broker's ack."""
+        message = event.message
+        headers = [
+            ("reason", _header(rejection.reason)),
+            ("detail", _header(rejection.detail[:1000])),
+            ("source_topic", _header(message.topic)),
+            ("source_partition", _header(message.partition)),
+            ("source_offset", _header(message.offset)),
+        ]
+        key = message.key if isinstance(message.key, bytes) else None
+        # force=True: without it faust attaches the message to the current
+        # event and sends it only when that event is acknowledged, which is
+        # the opposite of the order we need (and would wait forever here).
+        future = await self.dlq.send(key=key, value=rejection.raw, headers=headers, force=True)
+        await future
+        DEAD_LETTERS.labels(rejection.reason).inc()
+        EVENTS.labels(agent, "dead_lettered").inc()
+        log.warning(
+            "dead-lettered %s/%s@%s: %s (%s)",
+            message.topic,
+            message.partition,
+            message.offset,
+            rejection.reason,
+            rejection.detail[:200],
+        )
+
+    async def _with_retries(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry retriable infrastructure errors with backoff, never dropping work.
+
+        The stream waits here (back-pressure) rather than committing past an
+        event whose effect was not written.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except StreamrecError as exc:
+                if not exc.retriable:
+                    raise
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                log.warning("%s failed (attempt %d), retrying in %.2fs: %s", what, attempt, delay, exc)
+                await asyncio.sleep(delay)
+
+    async def _decoded(
+        self, events: Sequence[EventT], agent: str, kind_of: Callable[[EventT], Any]
+    ) -> list[tuple[EventT, Any]]:
+        accepted = []
+        for event in events:
+            result = decode(kind_of(event), event.value, self.settings.max_event_bytes)
+            if isinstance(result, Rejection):
+                await self._dead_letter(event, result, agent)
+            else:
+                accepted.append((event, result))
+        return accepted
+
+    async def _catalog_agent(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
+        async for events in stream.take_events(self.settings.product_batch_max, self.settings.product_batch_wait_s):
+            started = time.perf_counter()
+            await self.apply_catalog(await self._decoded(events, "catalog", lambda _: "products"))
+            BATCH_SECONDS.labels("catalog").observe(time.perf_counter() - started)
+            yield None
+
+    async def apply_catalog(self, batch: Sequence[tuple[EventT, Any]]) -> None:
+        """Embed and upsert the newest state of each product in the batch."""
+        newest: dict[str, ProductUpsert | ProductDelete] = {}
+        for _, event in batch:
+            seen = newest.get(event.product_id)
+            if seen is None or event.ts >= seen.ts:
+                newest[event.product_id] = event
+        upserts = [e for e in newest.values() if isinstance(e, ProductUpsert)]
+        deletes = [e.product_id for e in newest.values() if isinstance(e, ProductDelete)]
+        if upserts:
+            vectors = await self.encoder.encode([e.text() for e in upserts], caller="worker")
+            model = getattr(self.encoder.encoder, "name", "unknown")
+            rows = [
+                ProductRow(e.product_id, v, e.title, e.category, e.brand, e.price, e.in_stock, e.ts, model)
+                for e, v in zip(upserts, vectors, strict=True)
+            ]
+            await self._with_retries("upsert products", lambda: asyncio.to_thread(self.store.upsert_products, rows))
+        if deletes:
+            await self._with_retries("delete products", lambda: asyncio.to_thread(self.store.delete_products, deletes))
+        EVENTS.labels("catalog", "processed").inc(len(batch))
+
+    async def _behavior_agent(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
+        kinds = self.settings.behavior_topics()
+        async for events in stream.take_events(self.settings.batch_max_events, self.settings.batch_max_wait_s):
+            started = time.perf_counter()
+            accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
+            await self.apply_behavior(accepted)
+            BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
+            yield None
+
+    async def apply_behavior(self, batch: Sequence[tuple[EventT, UserEvent]]) -> None:
+        """Fold a batch of user events into profiles and publish the changed users."""
+        product_ids = sorted({e.product_id for _, e in batch if not isinstance(e, Search)})
+        queries = sorted({e.query for _, e in batch if isinstance(e, Search)})
+        products = (
+            await self._with_retries("load products", lambda: asyncio.to_thread(self.store.get_products, product_ids))
+            if product_ids
+            else {}
+        )
+        query_vectors = dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
+        changed: dict[str, tuple[UserProfile, EventT]] = {}
+        for source, event in batch:
+            profile = changed[event.user_id][0] if event.user_id in changed else self._load(event.user_id)
+            info = None
+            if not isinstance(event, Search) and event.product_id in products:
+                row = products[event.product_id]
+                info = ProductInfo(row.vector, row.category, row.brand, row.price)
+            applied = profile.apply(event, info, query_vectors.get(event.query) if isinstance(event, Search) else None)
+            EVENTS.labels("behavior", "processed" if applied else "duplicate").inc()
+            if applied:
+                changed[event.user_id] = (profile, source)
+        for user_id, (profile, source) in changed.items():
+            self._save(user_id, profile, source)
+        rows = [profile.to_row(self.encoder.dim) for profile, _ in changed.values()]
+        if rows:
+            await self._with_retries("upsert users", lambda: asyncio.to_thread(self.store.upsert_users, rows))
+            now_ms = time.time() * 1000
+            for profile, _ in changed.values():
+                FRESHNESS_SECONDS.observe(max(0.0, now_ms - profile.last_event_ms) / 1000)
+
+    def _load(self, user_id: str) -> UserProfile:
+        stored = self.profiles.get(user_id)
+        if stored is None:
+            return UserProfile(user_id, self._half_life_ms)
+        return UserProfile.from_dict(stored, self._half_life_ms)
+
+    def _save(self, user_id: str, profile: UserProfile, source: EventT) -> None:
+        # Set the value and send the changelog record to the source event's
+        # partition explicitly: inside a batch faust's "current event" is not
+        # the event that changed this key, so the implicit partition is wrong.
+        value = profile.to_dict()
+        self.profiles.data[user_id] = value
+        self.profiles.send_changelog(source.message.partition, user_id, value)
