@@ -63,7 +63,8 @@ def resolve_model_dir(spec: str) -> Path:
 def l2_normalize(matrix: npt.NDArray[np.floating]) -> Vectors:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0).astype(np.float32)
+    scaled: Vectors = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0).astype(np.float32)
+    return scaled
 
 
 class TransformerTextEncoder:

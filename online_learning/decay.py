@@ -23,7 +23,7 @@ class DecayedScores:
     __slots__ = ("_half_life_ms", "_ref_ms", "_scores")
 
     def __init__(self, half_life_ms: float, scores: Mapping[str, float] | None = None, ref_ms: int = 0) -> None:
-        if half_life_ms <= 0:
+        if not half_life_ms > 0:  # also rejects NaN, which would poison every score
             raise ValueError("half_life_ms must be positive")
         self._half_life_ms = half_life_ms
         self._scores: dict[str, float] = dict(scores or {})

@@ -7,6 +7,7 @@ unavailable store gets a 503 with ``Retry-After``; nothing leaks a traceback.
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,7 +63,7 @@ def _text(request: web.Request, name: str, max_chars: int, required: bool) -> st
         return None
     if len(value) > max_chars:
         raise BadRequest(name, f"is longer than {max_chars} characters")
-    if any(ord(ch) < 32 for ch in value):
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
         raise BadRequest(name, "contains control characters")
     return value
 

@@ -35,7 +35,9 @@ _RETRIABLE_WORDS = ("unavailable", "deadline", "timeout", "timed out", "connect"
 
 
 def _quote(value: str) -> str:
-    return json.dumps(value)
+    # Milvus reads \" and \\ escapes but not \uXXXX, so non-ASCII must stay
+    # literal or a filter on "café" matches nothing.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def filter_expression(where: ProductFilter) -> str:

@@ -98,21 +98,27 @@ def build_parser() -> argparse.ArgumentParser:
         _add_shared(sub)
         return sub
 
-    command("worker", "run a stream worker (needs a Milvus server to share with the API)").set_defaults(
-        run=_cmd_worker
-    )
+    command("worker", "run a stream worker (needs a Milvus server to share with the API)").set_defaults(run=_cmd_worker)
     command("api", "run the HTTP API alone (needs a Milvus server)").set_defaults(run=_cmd_api)
-    command("all-in-one", "run worker and API in one process (Milvus Lite default)").set_defaults(
-        run=_cmd_all_in_one
-    )
+    command("all-in-one", "run worker and API in one process (Milvus Lite default)").set_defaults(run=_cmd_all_in_one)
     demo = command("demo", "start Kafka, Milvus Lite, worker and API; replay shoppers; show results adapt")
-    demo.add_argument("--products", type=int, default=int(os.environ.get("STREAMREC_DEMO_PRODUCTS", "400")),
-                      help="catalog size (env STREAMREC_DEMO_PRODUCTS, default 400)")
-    demo.add_argument("--keep-running", action="store_true",
-                      default=os.environ.get("STREAMREC_DEMO_KEEP_RUNNING", "") == "1",
-                      help="leave the system up after the demo until Ctrl-C (env STREAMREC_DEMO_KEEP_RUNNING=1)")
-    demo.add_argument("--state-dir", default=os.environ.get("STREAMREC_DEMO_DIR", ".streamrec-demo"),
-                      help="where the demo keeps broker and Milvus data (env STREAMREC_DEMO_DIR)")
+    demo.add_argument(
+        "--products",
+        type=int,
+        default=int(os.environ.get("STREAMREC_DEMO_PRODUCTS", "400")),
+        help="catalog size (env STREAMREC_DEMO_PRODUCTS, default 400)",
+    )
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        default=os.environ.get("STREAMREC_DEMO_KEEP_RUNNING", "") == "1",
+        help="leave the system up after the demo until Ctrl-C (env STREAMREC_DEMO_KEEP_RUNNING=1)",
+    )
+    demo.add_argument(
+        "--state-dir",
+        default=os.environ.get("STREAMREC_DEMO_DIR", ".streamrec-demo"),
+        help="where the demo keeps broker and Milvus data (env STREAMREC_DEMO_DIR)",
+    )
     demo.set_defaults(run=_cmd_demo)
     command("topics", "create the Kafka topics of the contract").set_defaults(run=_cmd_topics)
     schemas = command("schemas", "write the JSON Schemas of the events")

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 EventKind = Literal["products", "searches", "clicks", "purchases"]
 EVENT_KINDS: tuple[EventKind, ...] = ("products", "searches", "clicks", "purchases")
@@ -32,7 +42,12 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 # Epoch values below this are taken as seconds: 1e11 ms is March 1973, and
 # 1e11 s is the year 5138, so no real timestamp is ambiguous.
 _SECONDS_CUTOFF = 100_000_000_000
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# The last millisecond of year 9999, the latest instant ISO-8601 can name;
+# anything later is garbage that would overflow INT64 columns downstream.
+_MAX_TS_MS = 253_402_300_799_999
+# Control characters, and lone surrogates (JSON "\ud800"), which no UTF-8
+# encoder downstream can write.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]+")
 
 
 def parse_ts(value: object) -> int:
@@ -50,20 +65,24 @@ def parse_ts(value: object) -> int:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise ValueError("ts must be a finite, non-negative epoch")
-        return int(value * 1000) if value < _SECONDS_CUTOFF else int(value)
-    if isinstance(value, str):
+        ms = int(value * 1000) if value < _SECONDS_CUTOFF else int(value)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError("ts is not ISO-8601") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return int(parsed.timestamp() * 1000)
-    raise ValueError("ts must be a number or an ISO-8601 string")
+        ms = int(parsed.timestamp() * 1000)
+    else:
+        raise ValueError("ts must be a number or an ISO-8601 string")
+    if not 0 <= ms <= _MAX_TS_MS:
+        raise ValueError("ts must be between 1970 and the end of year 9999")
+    return ms
 
 
 def _clean_text(value: object) -> object:
-    """Fold runs of control characters to one space and trim."""
+    """Fold runs of control characters and lone surrogates to one space and trim."""
     if isinstance(value, str):
         return _CONTROL_CHARS.sub(" ", value).strip()
     return value
@@ -143,7 +162,17 @@ class Purchase(_Event):
     price: Price | None = None
 
 
-ProductEvent = Annotated[ProductUpsert | ProductDelete, Field(discriminator="op")]
+def _product_op(value: Any) -> str | None:
+    # A plain ``Field(discriminator="op")`` requires ``op``; products without
+    # it are upserts, as the field's default says.
+    op = value.get("op", "upsert") if isinstance(value, dict) else getattr(value, "op", None)
+    return op if isinstance(op, str) else None
+
+
+ProductEvent = Annotated[
+    Annotated[ProductUpsert, Tag("upsert")] | Annotated[ProductDelete, Tag("delete")],
+    Discriminator(_product_op),
+]
 UserEvent = Search | Click | Purchase
 Event = ProductUpsert | ProductDelete | Search | Click | Purchase
 

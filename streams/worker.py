@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
+from faust import Stream
 from faust.types import EventT, StreamT
 from prometheus_client import Counter, Histogram
 
@@ -27,6 +28,7 @@ from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+RawEvent = EventT[bytes]
 
 EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "outcome"])
 DEAD_LETTERS = Counter("streamrec_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
@@ -84,7 +86,7 @@ class StreamWorker:
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
 
-    async def _dead_letter(self, event: EventT, rejection: Rejection, agent: str) -> None:
+    async def _dead_letter(self, event: RawEvent, rejection: Rejection, agent: str) -> None:
         """Write the original bytes with the reason; wait for the broker's ack."""
         message = event.message
         headers = [
@@ -130,8 +132,8 @@ class StreamWorker:
                 await asyncio.sleep(delay)
 
     async def _decoded(
-        self, events: Sequence[EventT], agent: str, kind_of: Callable[[EventT], Any]
-    ) -> list[tuple[EventT, Any]]:
+        self, events: Sequence[RawEvent], agent: str, kind_of: Callable[[RawEvent], Any]
+    ) -> list[tuple[RawEvent, Any]]:
         accepted = []
         for event in events:
             result = decode(kind_of(event), event.value, self.settings.max_event_bytes)
@@ -141,14 +143,16 @@ class StreamWorker:
                 accepted.append((event, result))
         return accepted
 
-    async def _catalog_agent(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for events in stream.take_events(self.settings.product_batch_max, self.settings.product_batch_wait_s):
+    async def _catalog_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
+        async for events in cast(Stream[bytes], stream).take_events(
+            self.settings.product_batch_max, self.settings.product_batch_wait_s
+        ):
             started = time.perf_counter()
             await self.apply_catalog(await self._decoded(events, "catalog", lambda _: "products"))
             BATCH_SECONDS.labels("catalog").observe(time.perf_counter() - started)
             yield None
 
-    async def apply_catalog(self, batch: Sequence[tuple[EventT, Any]]) -> None:
+    async def apply_catalog(self, batch: Sequence[tuple[RawEvent, Any]]) -> None:
         """Embed and upsert the newest state of each product in the batch."""
         newest: dict[str, ProductUpsert | ProductDelete] = {}
         for _, event in batch:
@@ -169,16 +173,18 @@ class StreamWorker:
             await self._with_retries("delete products", lambda: asyncio.to_thread(self.store.delete_products, deletes))
         EVENTS.labels("catalog", "processed").inc(len(batch))
 
-    async def _behavior_agent(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
+    async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
         kinds = self.settings.behavior_topics()
-        async for events in stream.take_events(self.settings.batch_max_events, self.settings.batch_max_wait_s):
+        async for events in cast(Stream[bytes], stream).take_events(
+            self.settings.batch_max_events, self.settings.batch_max_wait_s
+        ):
             started = time.perf_counter()
             accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
             await self.apply_behavior(accepted)
             BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
             yield None
 
-    async def apply_behavior(self, batch: Sequence[tuple[EventT, UserEvent]]) -> None:
+    async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
         """Fold a batch of user events into profiles and publish the changed users."""
         product_ids = sorted({e.product_id for _, e in batch if not isinstance(e, Search)})
         queries = sorted({e.query for _, e in batch if isinstance(e, Search)})
@@ -187,8 +193,10 @@ class StreamWorker:
             if product_ids
             else {}
         )
-        query_vectors = dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
-        changed: dict[str, tuple[UserProfile, EventT]] = {}
+        query_vectors = (
+            dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
+        )
+        changed: dict[str, tuple[UserProfile, RawEvent]] = {}
         for source, event in batch:
             profile = changed[event.user_id][0] if event.user_id in changed else self._load(event.user_id)
             info = None
@@ -214,7 +222,7 @@ class StreamWorker:
             return UserProfile(user_id, self._half_life_ms)
         return UserProfile.from_dict(stored, self._half_life_ms)
 
-    def _save(self, user_id: str, profile: UserProfile, source: EventT) -> None:
+    def _save(self, user_id: str, profile: UserProfile, source: RawEvent) -> None:
         # Set the value and send the changelog record to the source event's
         # partition explicitly: inside a batch faust's "current event" is not
         # the event that changed this key, so the implicit partition is wrong.

@@ -1,0 +1,177 @@
+"""Run and drive a whole streamrec system from outside: used by the demo and tests.
+
+``AllInOne`` starts ``streamrec all-in-one`` as a child process against a
+broker and a Milvus Lite file; ``Publisher`` writes contract events to Kafka;
+``ApiClient`` reads the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from streams.settings import StreamSettings
+
+KIND_TOPIC = {
+    "product": "topic_products",
+    "search": "topic_searches",
+    "click": "topic_clicks",
+    "purchase": "topic_purchases",
+}
+
+
+class Publisher:
+    """Publishes contract events, keyed by user id or product id."""
+
+    def __init__(self, settings: StreamSettings) -> None:
+        self._settings = settings
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            acks="all",
+            linger_ms=5,
+            client_id="streamrec-publisher",
+        )
+
+    def topic(self, kind: str) -> str:
+        """Topic name for an event kind (product, search, click, purchase)."""
+        name: str = getattr(self._settings, KIND_TOPIC[kind])
+        return name
+
+    def send(self, kind: str, event: Mapping[str, Any]) -> None:
+        """Queue one event; keyed by ``user_id`` or ``product_id`` as the contract says."""
+        key = str(event.get("user_id") or event.get("product_id") or "")
+        self.send_raw(kind, key.encode(), json.dumps(event).encode())
+
+    def send_raw(self, kind: str, key: bytes | None, value: bytes | None) -> None:
+        """Queue one message of raw bytes (for bad-input tests and replays)."""
+        self._producer.send(self.topic(kind), key=key, value=value)
+
+    def send_all(self, events: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Queue many (kind, event) pairs and wait until the broker has them all."""
+        count = 0
+        for kind, event in events:
+            self.send(kind, event)
+            count += 1
+        self.flush()
+        return count
+
+    def flush(self) -> None:
+        """Wait until every queued message is acknowledged."""
+        self._producer.flush(timeout=60)
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        self._producer.close(timeout=10)
+
+
+class ApiClient:
+    """A minimal JSON client for the streamrec HTTP API."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout_s = timeout_s
+
+    def get(self, path: str, **params: object) -> tuple[int, dict[str, Any]]:
+        """GET a path; returns (status, JSON body)."""
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
+        try:
+            with urllib.request.urlopen(url, timeout=self._timeout_s) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def json(self, path: str, **params: object) -> dict[str, Any]:
+        """GET a path that must answer 200."""
+        status, body = self.get(path, **params)
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body}")
+        return body
+
+    def ready(self) -> dict[str, Any] | None:
+        """The readiness body, or None while the API is not up or not ready."""
+        try:
+            status, body = self.get("/readyz")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        return body if status == 200 else None
+
+
+class AllInOne:
+    """``streamrec all-in-one`` as a child process."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, api_port: int) -> None:
+        self._env = {**os.environ, **env, "STREAMREC_API_PORT": str(api_port)}
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self.api = ApiClient(f"http://127.0.0.1:{api_port}")
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        """Start the process and wait until the API reports ready."""
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "streamrec.cli", "all-in-one"],
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"all-in-one exited with {self._process.returncode}:\n{self.log_tail()}")
+            if self.api.ready() is not None:
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"all-in-one not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the process log."""
+        try:
+            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def stop(self, grace_s: float = 20.0) -> int | None:
+        """SIGTERM, wait for a clean exit, then SIGKILL; returns the exit code."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash, for fault tests)."""
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+
+
+def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; raise on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)

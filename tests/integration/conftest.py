@@ -1,0 +1,66 @@
+"""A real Kafka broker and a real all-in-one streamrec process, shared by a session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamrec.launcher import AllInOne, Publisher
+from streamrec.localkafka import LocalKafka, free_port
+from streams.settings import StreamSettings
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A single-node KRaft broker on loopback, stopped after the session."""
+    broker = LocalKafka(data_dir=tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def system_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """State directory of the all-in-one process (Milvus Lite file, worker data, log)."""
+    return tmp_path_factory.mktemp("streamrec")
+
+
+@pytest.fixture(scope="session")
+def stream_settings(kafka: LocalKafka) -> StreamSettings:
+    """Settings pointing at the test broker."""
+    return StreamSettings(kafka_bootstrap=kafka.bootstrap_servers)
+
+
+@pytest.fixture(scope="session")
+def system(kafka: LocalKafka, system_dir: Path) -> Iterator[AllInOne]:
+    """``streamrec all-in-one`` against the test broker and a fresh Milvus Lite file."""
+    process = AllInOne(
+        {
+            "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+            "STREAMREC_MILVUS_URI": str(system_dir / "milvus.db"),
+            "STREAMREC_DATA_DIR": str(system_dir / "worker"),
+            "STREAMREC_WORKER_WEB_PORT": str(free_port()),
+            "HF_HUB_OFFLINE": "1",
+        },
+        system_dir / "streamrec.log",
+        api_port=free_port(),
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def publisher(stream_settings: StreamSettings) -> Iterator[Publisher]:
+    """A producer of contract events on the test broker."""
+    producer = Publisher(stream_settings)
+    try:
+        yield producer
+    finally:
+        producer.close()
