@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -134,8 +133,3 @@ class Recommender:
         where = ProductFilter(exclude_ids=frozenset({product_id}))
         hits = await asyncio.to_thread(self._store.search_products, found[product_id].vector, k, where)
         return Results(self._rank(hits, {}, k), "similar", personalized=False)
-
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds."""
-    return time.time_ns() // 1_000_000

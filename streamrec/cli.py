@@ -134,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = args.log_level or os.environ.get("STREAMREC_LOG_LEVEL", "info")
     os.environ["STREAMREC_LOG_LEVEL"] = level
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every connection at INFO; keep its warnings only.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.run(args))
     except KeyboardInterrupt:

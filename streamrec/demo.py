@@ -29,8 +29,11 @@ def _say(text: str) -> None:
 def _progress(label: str, done: int, total: int) -> None:
     width = 30
     filled = int(width * done / max(total, 1))
-    end = "\n" if done >= total else ""
-    sys.stdout.write(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    line = f"  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+    if sys.stdout.isatty():
+        sys.stdout.write("\r" + line + ("\n" if done >= total else ""))
+    else:
+        sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
@@ -42,10 +45,13 @@ def _show(title: str, body: dict[str, Any]) -> None:
 
 def _wait_indexed(api: ApiClient, total: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    shown = -1
     while True:
         ready = api.ready() or {}
         done = int(ready.get("products", 0))
-        _progress("products embedded and indexed", min(done, total), total)
+        if done != shown:
+            _progress("products embedded and indexed", min(done, total), total)
+            shown = done
         if done >= total:
             return
         if time.monotonic() > deadline:
@@ -81,7 +87,6 @@ def _scenario(api: ApiClient, publisher: Publisher, products: int) -> None:
 
     after = wait_for(personalized, timeout_s=30)
     _show(f"Recommendations for {SHOPPER} AFTER ({time.monotonic() - sent:.2f} s after the events)", after)
-    _show(f"Search 'gift ideas' for {SHOPPER}", api.json("/v1/search", q="gift ideas", user_id=SHOPPER, k=5))
     share = sum(item["category"] == FOCUS for item in after["items"]) / max(len(after["items"]), 1)
     _say(
         f"\n  {share:.0%} of {SHOPPER}'s recommendations are now {FOCUS}; before: "
