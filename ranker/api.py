@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from ranker.service import Recommender, Results
 from ranker.settings import RankerSettings
 from streamrec.errors import StreamrecError
+from streamrec.ids import is_valid_id
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
@@ -68,6 +69,12 @@ def _text(request: web.Request, name: str, max_chars: int, required: bool) -> st
     return value
 
 
+def _id(request: web.Request, name: str, value: str | None) -> str | None:
+    if value is not None and not is_valid_id(value):
+        raise BadRequest(name, "must be 1-128 characters without control characters, quotes or backslashes")
+    return value
+
+
 def _respond(results: Results, started: float, **fields: Any) -> web.Response:
     body = {
         **fields,
@@ -86,7 +93,7 @@ async def search(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     query = _text(request, "q", settings.max_query_chars, required=True)
     assert query is not None  # required=True guarantees it
-    user_id = _text(request, "user_id", 128, required=False)
+    user_id = _id(request, "user_id", _text(request, "user_id", 128, required=False))
     k = _k(request)
     results = await request.app[RECOMMENDER].search(query, user_id, k)
     return _respond(results, started, query=query, user_id=user_id)
@@ -95,7 +102,7 @@ async def search(request: web.Request) -> web.Response:
 async def recommendations(request: web.Request) -> web.Response:
     """GET /v1/recommendations?user_id=&k="""
     started = time.perf_counter()
-    user_id = _text(request, "user_id", 128, required=True)
+    user_id = _id(request, "user_id", _text(request, "user_id", 128, required=True))
     assert user_id is not None
     k = _k(request)
     results = await request.app[RECOMMENDER].recommend(user_id, k)
@@ -105,7 +112,8 @@ async def recommendations(request: web.Request) -> web.Response:
 async def similar(request: web.Request) -> web.Response:
     """GET /v1/similar/{product_id}?k="""
     started = time.perf_counter()
-    product_id = request.match_info["product_id"]
+    product_id = _id(request, "product_id", request.match_info["product_id"])
+    assert product_id is not None
     k = _k(request)
     results = await request.app[RECOMMENDER].similar(product_id, k)
     if results is None:

@@ -32,6 +32,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from streamrec.ids import ID_PATTERN
+
 EventKind = Literal["products", "searches", "clicks", "purchases"]
 EVENT_KINDS: tuple[EventKind, ...] = ("products", "searches", "clicks", "purchases")
 
@@ -88,6 +90,13 @@ def _clean_text(value: object) -> object:
     return value
 
 
+def _exact_int(value: object) -> object:
+    """Refuse ``true`` and ``1.0`` where an integer is meant."""
+    if type(value) is not int:
+        raise ValueError("must be an integer")
+    return value
+
+
 Timestamp = Annotated[
     int,
     BeforeValidator(parse_ts),
@@ -98,7 +107,7 @@ Timestamp = Annotated[
         }
     ),
 ]
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Text = Annotated[str, BeforeValidator(_clean_text)]
 Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -110,7 +119,7 @@ class _Event(BaseModel):
 
     event_id: Id
     ts: Timestamp
-    schema_version: Literal[1]
+    schema_version: Annotated[Literal[1], BeforeValidator(_exact_int)]
 
 
 class ProductUpsert(_Event):

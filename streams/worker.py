@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, cast
 
 import faust
 from faust import Stream
@@ -21,13 +21,13 @@ from prometheus_client import Counter, Histogram
 
 from encoders.runner import AsyncEncoder
 from ranker.store import ProductRow, VectorStore
-from streamrec.errors import StreamrecError
-from streams.events import ProductDelete, ProductUpsert, Rejection, Search, UserEvent, decode
-from streams.profiles import ProductInfo, UserProfile
+from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
+from streams.profiles import UserProfile
+from streams.retry import with_retries
 from streams.settings import StreamSettings
+from streams.updater import BehaviorUpdater
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 RawEvent = EventT[bytes]
 
 EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "outcome"])
@@ -38,12 +38,6 @@ BATCH_SECONDS = Histogram(
     ["agent"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-FRESHNESS_SECONDS = Histogram(
-    "streamrec_profile_freshness_seconds",
-    "Event time to the user's profile being visible in the vector store",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-)
-RETRY_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
 def _header(value: object) -> bytes:
@@ -58,6 +52,7 @@ class StreamWorker:
         self.store = store
         self.encoder = encoder
         self._half_life_ms = settings.profile_half_life_s * 1000
+        self.updater = BehaviorUpdater(store, encoder)
         brokers = ";".join(f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(","))
         self.app = faust.App(
             settings.app_id,
@@ -113,24 +108,6 @@ class StreamWorker:
             rejection.detail[:200],
         )
 
-    async def _with_retries(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry retriable infrastructure errors with backoff, never dropping work.
-
-        The stream waits here (back-pressure) rather than committing past an
-        event whose effect was not written.
-        """
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except StreamrecError as exc:
-                if not exc.retriable:
-                    raise
-                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
-                attempt += 1
-                log.warning("%s failed (attempt %d), retrying in %.2fs: %s", what, attempt, delay, exc)
-                await asyncio.sleep(delay)
-
     async def _decoded(
         self, events: Sequence[RawEvent], agent: str, kind_of: Callable[[RawEvent], Any]
     ) -> list[tuple[RawEvent, Any]]:
@@ -168,9 +145,9 @@ class StreamWorker:
                 ProductRow(e.product_id, v, e.title, e.category, e.brand, e.price, e.in_stock, e.ts, model)
                 for e, v in zip(upserts, vectors, strict=True)
             ]
-            await self._with_retries("upsert products", lambda: asyncio.to_thread(self.store.upsert_products, rows))
+            await with_retries("upsert products", lambda: asyncio.to_thread(self.store.upsert_products, rows))
         if deletes:
-            await self._with_retries("delete products", lambda: asyncio.to_thread(self.store.delete_products, deletes))
+            await with_retries("delete products", lambda: asyncio.to_thread(self.store.delete_products, deletes))
         EVENTS.labels("catalog", "processed").inc(len(batch))
 
     async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
@@ -185,36 +162,13 @@ class StreamWorker:
             yield None
 
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
-        """Fold a batch of user events into profiles and publish the changed users."""
-        product_ids = sorted({e.product_id for _, e in batch if not isinstance(e, Search)})
-        queries = sorted({e.query for _, e in batch if isinstance(e, Search)})
-        products = (
-            await self._with_retries("load products", lambda: asyncio.to_thread(self.store.get_products, product_ids))
-            if product_ids
-            else {}
-        )
-        query_vectors = (
-            dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
-        )
-        changed: dict[str, tuple[UserProfile, RawEvent]] = {}
-        for source, event in batch:
-            profile = changed[event.user_id][0] if event.user_id in changed else self._load(event.user_id)
-            info = None
-            if not isinstance(event, Search) and event.product_id in products:
-                row = products[event.product_id]
-                info = ProductInfo(row.vector, row.category, row.brand, row.price)
-            applied = profile.apply(event, info, query_vectors.get(event.query) if isinstance(event, Search) else None)
-            EVENTS.labels("behavior", "processed" if applied else "duplicate").inc()
-            if applied:
-                changed[event.user_id] = (profile, source)
-        for user_id, (profile, source) in changed.items():
-            self._save(user_id, profile, source)
-        rows = [profile.to_row(self.encoder.dim) for profile, _ in changed.values()]
-        if rows:
-            await self._with_retries("upsert users", lambda: asyncio.to_thread(self.store.upsert_users, rows))
-            now_ms = time.time() * 1000
-            for profile, _ in changed.values():
-                FRESHNESS_SECONDS.observe(max(0.0, now_ms - profile.last_event_ms) / 1000)
+        """Fold a batch of user events into profiles, save them, publish the changed users."""
+        folded = await self.updater.fold([event for _, event in batch], self._load)
+        EVENTS.labels("behavior", "processed").inc(folded.applied)
+        EVENTS.labels("behavior", "duplicate").inc(folded.duplicates)
+        for user_id, (profile, index) in folded.profiles.items():
+            self._save(user_id, profile, batch[index][0])
+        await self.updater.publish([profile for profile, _ in folded.profiles.values()])
 
     def _load(self, user_id: str) -> UserProfile:
         stored = self.profiles.get(user_id)

@@ -1,4 +1,5 @@
 """Tests for the deterministic sample catalog and shopper event generator."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,8 +19,19 @@ from streamrec.sample_data import (
     shopper_events,
 )
 
-PRODUCT_KEYS = {"event_id", "ts", "schema_version", "op", "product_id", "title", "description", "category",
-                "brand", "price", "in_stock"}
+PRODUCT_KEYS = {
+    "event_id",
+    "ts",
+    "schema_version",
+    "op",
+    "product_id",
+    "title",
+    "description",
+    "category",
+    "brand",
+    "price",
+    "in_stock",
+}
 EVENT_KEYS = {
     "search": {"event_id", "ts", "schema_version", "user_id", "query"},
     "click": {"event_id", "ts", "schema_version", "user_id", "product_id", "position"},

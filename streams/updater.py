@@ -1,0 +1,79 @@
+"""Fold a batch of shopper events into profiles: one lookup, one encode, one upsert.
+
+Kept apart from Faust so the same code runs in the worker, in tests and in
+benchmarks; the caller owns where profiles are loaded from and saved to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from prometheus_client import Histogram
+
+from encoders.runner import AsyncEncoder
+from ranker.store import Vector, VectorStore
+from streams.events import Search, UserEvent
+from streams.profiles import ProductInfo, UserProfile
+from streams.retry import with_retries
+
+FRESHNESS_SECONDS = Histogram(
+    "streamrec_profile_freshness_seconds",
+    "Event time to the user's profile being visible in the vector store",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """Profiles changed by a batch, with the index of each user's last event in it."""
+
+    profiles: dict[str, tuple[UserProfile, int]]
+    applied: int
+    duplicates: int
+
+
+class BehaviorUpdater:
+    """Applies batches of user events to profiles and publishes them to the store."""
+
+    def __init__(self, store: VectorStore, encoder: AsyncEncoder) -> None:
+        self.store = store
+        self.encoder = encoder
+
+    async def fold(self, events: Sequence[UserEvent], load: Callable[[str], UserProfile]) -> Folded:
+        """Apply events in order; ``load`` gives a user's current profile."""
+        product_ids = sorted({e.product_id for e in events if not isinstance(e, Search)})
+        queries = sorted({e.query for e in events if isinstance(e, Search)})
+        products = (
+            await with_retries("load products", lambda: asyncio.to_thread(self.store.get_products, product_ids))
+            if product_ids
+            else {}
+        )
+        query_vectors: dict[str, Vector] = (
+            dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
+        )
+        changed: dict[str, tuple[UserProfile, int]] = {}
+        applied = 0
+        for index, event in enumerate(events):
+            profile = changed[event.user_id][0] if event.user_id in changed else load(event.user_id)
+            info = None
+            if not isinstance(event, Search) and event.product_id in products:
+                row = products[event.product_id]
+                info = ProductInfo(row.vector, row.category, row.brand, row.price)
+            query_vector = query_vectors.get(event.query) if isinstance(event, Search) else None
+            if profile.apply(event, info, query_vector):
+                applied += 1
+                changed[event.user_id] = (profile, index)
+        return Folded(changed, applied, len(events) - applied)
+
+    async def publish(self, profiles: Sequence[UserProfile]) -> None:
+        """Upsert the serving view of changed profiles in one call."""
+        rows = [profile.to_row(self.encoder.dim) for profile in profiles]
+        if not rows:
+            return
+        await with_retries("upsert users", lambda: asyncio.to_thread(self.store.upsert_users, rows))
+        now_ms = time.time() * 1000
+        for profile in profiles:
+            FRESHNESS_SECONDS.observe(max(0.0, now_ms - profile.last_event_ms) / 1000)
