@@ -34,6 +34,11 @@ class AsyncEncoder:
         """Dimension of the vectors."""
         return self.encoder.dim
 
+    @property
+    def name(self) -> str:
+        """Model name; stored with every vector."""
+        return self.encoder.name
+
     async def encode(self, texts: Sequence[str], caller: str = "api") -> Vectors:
         """Embed texts without blocking the event loop."""
         started = time.perf_counter()

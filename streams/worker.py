@@ -140,7 +140,7 @@ class StreamWorker:
         deletes = [e.product_id for e in newest.values() if isinstance(e, ProductDelete)]
         if upserts:
             vectors = await self.encoder.encode([e.text() for e in upserts], caller="worker")
-            model = getattr(self.encoder.encoder, "name", "unknown")
+            model = self.encoder.name
             rows = [
                 ProductRow(e.product_id, v, e.title, e.category, e.brand, e.price, e.in_stock, e.ts, model)
                 for e, v in zip(upserts, vectors, strict=True)
