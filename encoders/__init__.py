@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from encoders.runner import AsyncEncoder
+from encoders.runner import AsyncEncoder, Embedder
 from encoders.settings import EncoderSettings
 from encoders.text import HashingTextEncoder, TextEncoder, TransformerTextEncoder, l2_normalize, resolve_model_dir
 
 __all__ = [
     "AsyncEncoder",
+    "Embedder",
     "EncoderSettings",
     "HashingTextEncoder",
     "TextEncoder",

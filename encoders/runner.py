@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from prometheus_client import Histogram
 
@@ -20,6 +21,24 @@ ENCODE_SECONDS = Histogram(
 ENCODE_BATCH_SIZE = Histogram(
     "streamrec_encoder_batch_texts", "Texts per encoder call", ["caller"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
+
+
+class Embedder(Protocol):
+    """What the worker and the API need from an encoder, local or remote."""
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the vectors."""
+
+    @property
+    def name(self) -> str:
+        """Model name; stored with every vector."""
+
+    async def encode(self, texts: Sequence[str], caller: str = "api") -> Vectors:
+        """Embed texts into an (n, dim) array of unit vectors."""
+
+    def close(self) -> None:
+        """Release threads or connections."""
 
 
 class AsyncEncoder:

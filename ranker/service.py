@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from encoders.runner import AsyncEncoder
+from encoders.runner import Embedder
 from ranker.scoring import Weights, score_hit
 from ranker.settings import RankerSettings
 from ranker.store import Hit, ProductFilter, ProductRow, UserRow, Vector, VectorStore
@@ -73,7 +73,7 @@ def interleave_categories(rows: Sequence[ProductRow], k: int) -> list[ProductRow
 class Recommender:
     """Answers search, recommendation and similar-item requests."""
 
-    def __init__(self, store: VectorStore, encoder: AsyncEncoder, settings: RankerSettings) -> None:
+    def __init__(self, store: VectorStore, encoder: Embedder, settings: RankerSettings) -> None:
         self._store = store
         self._encoder = encoder
         self._settings = settings

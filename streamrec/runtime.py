@@ -15,7 +15,7 @@ import faust
 import mode
 from aiohttp import web
 
-from encoders.runner import AsyncEncoder
+from encoders.runner import AsyncEncoder, Embedder
 from encoders.settings import EncoderSettings
 from encoders.text import TransformerTextEncoder
 from ranker.api import create_api, create_health_app
@@ -57,7 +57,7 @@ class HttpService(mode.Service):
 
 def build_components(
     encoder_settings: EncoderSettings, ranker_settings: RankerSettings
-) -> tuple[AsyncEncoder, VectorStore]:
+) -> tuple[Embedder, VectorStore]:
     """Load the encoder and open the vector store (both take seconds)."""
     encoder = AsyncEncoder(TransformerTextEncoder(encoder_settings))
     store = MilvusStore(ranker_settings, dim=encoder.dim)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Histogram
 
-from encoders.runner import AsyncEncoder
+from encoders.runner import Embedder
 from ranker.store import Vector, VectorStore
 from streams.events import Search, UserEvent
 from streams.profiles import ProductInfo, UserProfile
@@ -38,7 +38,7 @@ class Folded:
 class BehaviorUpdater:
     """Applies batches of user events to profiles and publishes them to the store."""
 
-    def __init__(self, store: VectorStore, encoder: AsyncEncoder) -> None:
+    def __init__(self, store: VectorStore, encoder: Embedder) -> None:
         self.store = store
         self.encoder = encoder
 

@@ -19,7 +19,7 @@ from faust import Stream
 from faust.types import EventT, StreamT
 from prometheus_client import Counter, Histogram
 
-from encoders.runner import AsyncEncoder
+from encoders.runner import Embedder
 from ranker.store import ProductRow, VectorStore
 from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
 from streams.profiles import UserProfile
@@ -47,7 +47,7 @@ def _header(value: object) -> bytes:
 class StreamWorker:
     """Builds the faust app and holds what its agents need."""
 
-    def __init__(self, settings: StreamSettings, store: VectorStore, encoder: AsyncEncoder) -> None:
+    def __init__(self, settings: StreamSettings, store: VectorStore, encoder: Embedder) -> None:
         self.settings = settings
         self.store = store
         self.encoder = encoder
