@@ -75,12 +75,19 @@ def _id(request: web.Request, name: str, value: str | None) -> str | None:
     return value
 
 
-def _respond(results: Results, started: float, **fields: Any) -> web.Response:
+def _explain(request: web.Request) -> bool:
+    raw = request.query.get("explain", "false").lower()
+    if raw not in {"true", "false", "1", "0"}:
+        raise BadRequest("explain", "must be true or false")
+    return raw in {"true", "1"}
+
+
+def _respond(results: Results, started: float, explain: bool, **fields: Any) -> web.Response:
     body = {
         **fields,
         "strategy": results.strategy,
         "personalized": results.personalized,
-        "items": [item.to_json() for item in results.items],
+        "items": [item.to_json(explain) for item in results.items],
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
         **results.extra,
     }
@@ -96,7 +103,7 @@ async def search(request: web.Request) -> web.Response:
     user_id = _id(request, "user_id", _text(request, "user_id", 128, required=False))
     k = _k(request)
     results = await request.app[RECOMMENDER].search(query, user_id, k)
-    return _respond(results, started, query=query, user_id=user_id)
+    return _respond(results, started, _explain(request), query=query, user_id=user_id)
 
 
 async def recommendations(request: web.Request) -> web.Response:
@@ -106,7 +113,7 @@ async def recommendations(request: web.Request) -> web.Response:
     assert user_id is not None
     k = _k(request)
     results = await request.app[RECOMMENDER].recommend(user_id, k)
-    return _respond(results, started, user_id=user_id)
+    return _respond(results, started, _explain(request), user_id=user_id)
 
 
 async def similar(request: web.Request) -> web.Response:
@@ -118,7 +125,7 @@ async def similar(request: web.Request) -> web.Response:
     results = await request.app[RECOMMENDER].similar(product_id, k)
     if results is None:
         return web.json_response({"error": "not_found", "product_id": product_id}, status=404)
-    return _respond(results, started, product_id=product_id)
+    return _respond(results, started, _explain(request), product_id=product_id)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -34,8 +34,8 @@ from pydantic import (
 
 from streamrec.ids import ID_PATTERN
 
-EventKind = Literal["products", "searches", "clicks", "purchases"]
-EVENT_KINDS: tuple[EventKind, ...] = ("products", "searches", "clicks", "purchases")
+EventKind = Literal["products", "searches", "clicks", "purchases", "impressions"]
+EVENT_KINDS: tuple[EventKind, ...] = ("products", "searches", "clicks", "purchases", "impressions")
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 16
@@ -178,18 +178,42 @@ def _product_op(value: Any) -> str | None:
     return op if isinstance(op, str) else None
 
 
+FeatureValue = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ImpressionItem(BaseModel):
+    """One item of a served result list."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    product_id: Id
+    position: Annotated[int, Field(ge=1)]
+    features: Annotated[dict[str, FeatureValue], Field(max_length=64)]
+
+
+class Impression(_Event):
+    """A result list the API served (written by the API; ``event_id`` is the request id)."""
+
+    user_id: Id
+    query: Annotated[Text, Field(max_length=512)] | None = None
+    surface: Literal["search", "recommendations"]
+    model_version: Annotated[int, Field(ge=0)] = 0
+    items: Annotated[list[ImpressionItem], Field(max_length=200)]
+
+
 ProductEvent = Annotated[
     Annotated[ProductUpsert, Tag("upsert")] | Annotated[ProductDelete, Tag("delete")],
     Discriminator(_product_op),
 ]
 UserEvent = Search | Click | Purchase
-Event = ProductUpsert | ProductDelete | Search | Click | Purchase
+Event = ProductUpsert | ProductDelete | Search | Click | Purchase | Impression
 
 _ADAPTERS: dict[EventKind, TypeAdapter[Any]] = {
     "products": TypeAdapter(ProductEvent),
     "searches": TypeAdapter(Search),
     "clicks": TypeAdapter(Click),
     "purchases": TypeAdapter(Purchase),
+    "impressions": TypeAdapter(Impression),
 }
 
 RejectReason = Literal[

@@ -9,6 +9,7 @@ keep changelog records around 2 KB).
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ EVENT_WEIGHT = {"search": 0.6, "click": 1.0, "purchase": 3.0}
 # moves slowly and holds the shopper's lasting taste.
 SHORT_RATE = 0.35
 LONG_RATE = 0.05
+PRICE_RATE = 0.2
 
 
 def encode_vector(vector: Vector | None) -> str | None:
@@ -75,6 +77,7 @@ class UserProfile:
     seen_events: list[str] = field(default_factory=list)
     last_event_ms: int = 0
     events: int = 0
+    price_mean: float | None = None  # geometric running mean of clicked and bought prices
 
     def __post_init__(self) -> None:
         self.categories = DecayedScores(self.half_life_ms)
@@ -105,6 +108,7 @@ class UserProfile:
                 self.purchased = [*self.purchased[-(PURCHASED_ITEMS - 1) :], event.product_id]
         if product is not None:
             self._learn_vector(product.vector, weight)
+            self._learn_price(product.price, weight)
             self.categories.add(product.category, weight, event.ts)
             self.categories.prune(TOP_AFFINITIES)
             if product.brand:
@@ -115,6 +119,15 @@ class UserProfile:
     def _learn_vector(self, signal: Vector, weight: float) -> None:
         self.short_vector = _blend(self.short_vector, signal, min(1.0, SHORT_RATE * weight))
         self.long_vector = _blend(self.long_vector, signal, min(1.0, LONG_RATE * weight))
+
+    def _learn_price(self, price: float, weight: float) -> None:
+        if not price > 0 or not math.isfinite(price):
+            return
+        if self.price_mean is None:
+            self.price_mean = price
+            return
+        rate = min(1.0, PRICE_RATE * weight)
+        self.price_mean = math.exp((1 - rate) * math.log(self.price_mean) + rate * math.log(price))
 
     def to_row(self, dim: int) -> UserRow:
         """The serving view of this profile for the vector store."""
@@ -129,6 +142,7 @@ class UserProfile:
                 "purchased": self.purchased[-100:],
                 "recent_items": self.recent_items[-20:],
                 "events": self.events,
+                "price_mean": self.price_mean,
             },
             updated_at=self.last_event_ms,
         )
@@ -149,6 +163,7 @@ class UserProfile:
             "seen_events": self.seen_events,
             "last_event_ms": self.last_event_ms,
             "events": self.events,
+            "price_mean": self.price_mean,
         }
 
     @classmethod
@@ -165,6 +180,7 @@ class UserProfile:
             seen_events=list(data.get("seen_events", [])),
             last_event_ms=int(data.get("last_event_ms", 0)),
             events=int(data.get("events", 0)),
+            price_mean=data.get("price_mean"),
         )
         profile.categories = DecayedScores(half_life_ms, data.get("categories", {}), int(data.get("ref_ms", 0)))
         profile.brands = DecayedScores(half_life_ms, data.get("brands", {}), int(data.get("brands_ref_ms", 0)))

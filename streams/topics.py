@@ -5,10 +5,11 @@ from __future__ import annotations
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from online_learning.settings import LearningSettings
 from streams.settings import StreamSettings
 
 
-def topic_specs(settings: StreamSettings) -> list[NewTopic]:
+def topic_specs(settings: StreamSettings, learning: LearningSettings | None = None) -> list[NewTopic]:
     """Every topic of the Kafka contract with its partitions and config."""
     partitions = settings.topic_partitions
     plain = [
@@ -22,6 +23,8 @@ def topic_specs(settings: StreamSettings) -> list[NewTopic]:
     specs = [NewTopic(name, partitions, 1) for name in plain]
     # Snapshots are read newest-per-key, so old ones can be compacted away.
     specs.append(NewTopic(settings.topic_model, 1, 1, topic_configs={"cleanup.policy": "compact"}))
+    # One partition: the model is learned by one learner, in order.
+    specs.append(NewTopic((learning or LearningSettings()).topic_examples, 1, 1))
     return specs
 
 

@@ -20,8 +20,10 @@ from faust.types import EventT, StreamT
 from prometheus_client import Counter, Histogram
 
 from encoders.runner import Embedder
+from online_learning.settings import LearningSettings
 from ranker.store import ProductRow, VectorStore
 from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
+from streams.labels import LabelJoin
 from streams.profiles import UserProfile
 from streams.retry import with_retries
 from streams.settings import StreamSettings
@@ -47,7 +49,13 @@ def _header(value: object) -> bytes:
 class StreamWorker:
     """Builds the faust app and holds what its agents need."""
 
-    def __init__(self, settings: StreamSettings, store: VectorStore, encoder: Embedder) -> None:
+    def __init__(
+        self,
+        settings: StreamSettings,
+        store: VectorStore,
+        encoder: Embedder,
+        learning: LearningSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.encoder = encoder
@@ -80,6 +88,7 @@ class StreamWorker:
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
+        self.labels = LabelJoin(self.app, settings, learning or LearningSettings(), self._dead_letter)
 
     async def _dead_letter(self, event: RawEvent, rejection: Rejection, agent: str) -> None:
         """Write the original bytes with the reason; wait for the broker's ack."""

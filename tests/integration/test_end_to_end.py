@@ -83,7 +83,7 @@ def test_clicks_and_purchase_personalize_recommendations_within_5s(
 def test_semantic_search_finds_shoes_without_shared_words(system: AllInOne, products: list[dict[str, Any]]) -> None:
     """A query ranks running shoes first although their titles share no word with it."""
     query = "footwear for jogging"
-    body = system.api.json("/v1/search", q=query, k=5)
+    body = system.api.json("/v1/search", q=query, k=5, explain="true")
     assert _categories(body) == ["running-shoes"] * 5
     query_words = set(query.split())
     assert any(not query_words & set(re.findall(r"[a-z]+", item["title"].lower())) for item in body["items"])

@@ -84,8 +84,8 @@ def fetch(app: web.Application, *paths: str) -> list[Reply]:
 
 
 def test_search_returns_scored_items_and_timing(make_app: Callable[..., web.Application]) -> None:
-    """/v1/search answers with ranked items, their scores and contributions, and how long it took."""
-    (reply,) = fetch(make_app(), "/v1/search?q=red+shoes&k=3")
+    """/v1/search answers with ranked items, their scores and (explain=true) contributions, and its timing."""
+    (reply,) = fetch(make_app(), "/v1/search?q=red+shoes&k=3&explain=true")
     assert reply.status == 200
     body = reply.json()
     assert (body["query"], body["user_id"], body["strategy"], body["personalized"]) == (
@@ -100,6 +100,18 @@ def test_search_returns_scored_items_and_timing(make_app: Callable[..., web.Appl
         assert item["score"] == pytest.approx(sum(item["contributions"].values()), abs=1e-5)
     assert isinstance(body["took_ms"], float | int)
     assert body["took_ms"] >= 0
+    assert len(body["request_id"]) == 32
+    assert body["model_version"] == 0
+
+
+def test_contributions_only_when_explain_is_asked(make_app: Callable[..., web.Application]) -> None:
+    """Items carry contributions with explain=true and not by default; a bad explain value is a 400."""
+    plain, explained, bad = fetch(
+        make_app(), "/v1/search?q=red+shoes&k=3", "/v1/search?q=red+shoes&k=3&explain=1", "/v1/search?q=x&explain=maybe"
+    )
+    assert all("contributions" not in item for item in plain.json()["items"])
+    assert all("contributions" in item for item in explained.json()["items"])
+    assert (bad.status, bad.json()["parameter"]) == (400, "explain")
 
 
 def test_recommendations_for_a_new_user_are_popular(make_app: Callable[..., web.Application]) -> None:

@@ -18,6 +18,7 @@ from streams.events import (
     Click,
     Event,
     EventKind,
+    Impression,
     ProductDelete,
     ProductUpsert,
     Purchase,
@@ -66,8 +67,24 @@ VALID: dict[EventKind, dict[str, Any]] = {
         "quantity": 2,
         "price": 89.5,
     },
+    "impressions": {
+        "event_id": "r-1",
+        "ts": TS_MS,
+        "schema_version": 1,
+        "user_id": "u1",
+        "query": "running shoes",
+        "surface": "search",
+        "model_version": 3,
+        "items": [{"product_id": "p1", "position": 1, "features": {"similarity": 0.5}}],
+    },
 }
-MODELS = {"products": ProductUpsert, "searches": Search, "clicks": Click, "purchases": Purchase}
+MODELS = {
+    "products": ProductUpsert,
+    "searches": Search,
+    "clicks": Click,
+    "purchases": Purchase,
+    "impressions": Impression,
+}
 REQUIRED = {kind: [name for name, f in model.model_fields.items() if f.is_required()] for kind, model in MODELS.items()}
 FIELD_NAMES = sorted({name for body in VALID.values() for name in body})
 

@@ -155,7 +155,8 @@ def test_interleave_categories_round_robins_newest_first(catalog_rows: list[Prod
 def test_ranked_item_to_json_rounds_for_the_api(make_product: Callable[..., ProductRow]) -> None:
     """The API view of a result carries the product fields with rounded price, score and contributions."""
     item = RankedItem(make_product("p1", price=19.989999771), 0.123456789, {"similarity": 0.123456789})
-    assert item.to_json() == {
+    assert "contributions" not in item.to_json()
+    assert item.to_json(explain=True) == {
         "product_id": "p1",
         "title": "product p1",
         "category": "misc",

@@ -1,0 +1,181 @@
+"""The learner: examples in, model snapshots out.
+
+Offsets are managed by the snapshots, not by a consumer group commit: on
+assignment the learner loads the newest snapshot and seeks just past the
+offsets it reflects, so a restart neither relearns nor skips an example.
+The examples topic has one partition, so one learner (the group's only
+active member) owns the model at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from prometheus_client import Counter, Gauge
+
+from online_learning.item_stats import ItemStats
+from online_learning.join import Example
+from online_learning.model import RankingModel
+from online_learning.settings import LearningSettings
+from online_learning.snapshot import SNAPSHOT_KEY, Snapshot
+
+log = logging.getLogger(__name__)
+
+LEARNED = Counter("streamrec_model_examples_total", "Examples learned", ["label"])
+LOG_LOSS = Gauge("streamrec_model_progressive_logloss", "Progressive validation log loss of the learner's model")
+AUC = Gauge("streamrec_model_progressive_auc", "Progressive validation ROC AUC of the learner's model")
+SNAPSHOTS = Counter("streamrec_model_snapshots_total", "Snapshots considered for publishing", ["outcome"])
+
+
+async def read_latest_snapshot(bootstrap: str, topic: str, timeout_s: float = 10.0) -> tuple[Snapshot | None, int]:
+    """The newest valid snapshot on the model topic and the offset after it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.seek_to_beginning(tp)
+        latest: Snapshot | None = None
+        deadline = time.monotonic() + timeout_s
+        while await consumer.position(tp) < end and time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, []):
+                if record.key == SNAPSHOT_KEY and record.value:
+                    latest = Snapshot.loads(record.value) or latest
+        return latest, end
+    finally:
+        await consumer.stop()
+
+
+class Learner:
+    """Learns examples one at a time and publishes healthy snapshots."""
+
+    def __init__(
+        self,
+        settings: LearningSettings,
+        bootstrap: str,
+        model_topic: str,
+        group: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._bootstrap = bootstrap
+        self._model_topic = model_topic
+        self._group = group
+        self._clock = clock
+        self.model = RankingModel.create(settings.model_kind, settings.model_seed)
+        self.items = ItemStats(settings.item_half_life_s)
+        self.offsets: dict[int, int] = {}
+        self.version = 0
+        self._published_learned = -1
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Continue from a snapshot."""
+        self.model, self.items = snapshot.model, snapshot.items
+        self.offsets, self.version = dict(snapshot.offsets), snapshot.version
+        self._published_learned = self.model.learned
+
+    def learn(self, example: Example, partition: int, offset: int) -> None:
+        """Learn one example read at ``partition``/``offset``; skip what a snapshot already holds."""
+        if offset <= self.offsets.get(partition, -1):
+            return
+        self.model.learn(example.features, example.label, example.weight)
+        self.items.record(
+            example.product_id,
+            viewed=1.0 if example.first else 0.0,
+            clicked=example.weight if example.label else 0.0,
+            at_ms=example.ts,
+        )
+        self.offsets[partition] = offset
+        LEARNED.labels("positive" if example.label else "negative").inc()
+
+    def snapshot(self) -> Snapshot | None:
+        """A snapshot to publish, or None if nothing new or the model is unhealthy."""
+        if self.model.learned == self._published_learned:
+            return None
+        LOG_LOSS.set(self.model.log_loss.get())
+        AUC.set(self.model.auc.get())
+        healthy, reason = self.model.healthy(min_auc=self.settings.min_auc)
+        if not healthy:
+            SNAPSHOTS.labels("rejected").inc()
+            log.warning("model not published: %s", reason)
+            return None
+        self.version += 1
+        self._published_learned = self.model.learned
+        self.items.prune(100_000)
+        return Snapshot(self.version, int(self._clock() * 1000), self.model.clone(), self.items, dict(self.offsets))
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        snapshot, _ = await read_latest_snapshot(self._bootstrap, self._model_topic)
+        if snapshot is not None:
+            self.restore(snapshot)
+            log.info("learner resumed from snapshot v%d (%d examples)", snapshot.version, snapshot.model.learned)
+        assert self._consumer is not None
+        for tp in assigned:
+            if tp.partition in self.offsets:
+                self._consumer.seek(tp, self.offsets[tp.partition] + 1)
+            else:
+                await self._consumer.seek_to_beginning(tp)
+
+    async def run(self) -> None:
+        """Consume examples until cancelled, publishing a snapshot every interval."""
+        learner = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+                await learner.publish()
+
+            async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+                await learner._on_assigned(assigned)
+
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.subscribe([self.settings.topic_examples], listener=Listener())
+        next_snapshot = time.monotonic() + self.settings.snapshot_interval_s
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+                for tp, records in batches.items():
+                    for record in records:
+                        self._learn_record(tp.partition, record)
+                if time.monotonic() >= next_snapshot:
+                    await self.publish()
+                    next_snapshot = time.monotonic() + self.settings.snapshot_interval_s
+        finally:
+            await self.publish()
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    def _learn_record(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            example = Example.from_dict(json.loads(record.value or b"{}"))
+        except (ValueError, KeyError, TypeError) as exc:
+            # Examples are written by our own join; a bad one is a bug, not input.
+            log.error("skipping malformed example at %d/%d: %s", partition, record.offset, exc)
+            self.offsets[partition] = record.offset
+            return
+        self.learn(example, partition, record.offset)
+
+    async def publish(self) -> None:
+        """Publish a snapshot if there is a new healthy one."""
+        snapshot = self.snapshot()
+        if snapshot is None or self._producer is None:
+            return
+        await self._producer.send_and_wait(self._model_topic, snapshot.dumps(), key=SNAPSHOT_KEY)
+        SNAPSHOTS.labels("published").inc()
+        log.info("published model v%d (%d examples)", snapshot.version, snapshot.model.learned)

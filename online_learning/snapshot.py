@@ -1,0 +1,45 @@
+"""Model snapshots: what the learner publishes and API replicas load.
+
+A snapshot carries the model, the item statistics and the offsets of the
+examples it reflects, so a restarted learner resumes exactly after them
+(nothing learned twice, nothing skipped).
+
+The payload is a pickle: the model topic is internal, written only by
+streamrec workers, and must be ACL-protected like the changelog topics;
+never point ``topic_model`` at a topic others can write.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+
+from online_learning.item_stats import ItemStats
+from online_learning.model import RankingModel
+
+SNAPSHOT_KEY = b"ranker"
+FORMAT = 1
+
+
+@dataclass
+class Snapshot:
+    """A published model with its provenance."""
+
+    version: int
+    created_ms: int
+    model: RankingModel
+    items: ItemStats
+    offsets: dict[int, int] = field(default_factory=dict)  # examples partition -> last offset learned
+    format: int = FORMAT
+
+    def dumps(self) -> bytes:
+        """Serialise for the model topic."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def loads(payload: bytes) -> Snapshot | None:
+        """Deserialise, or None for a payload of another format."""
+        snapshot = pickle.loads(payload)
+        if not isinstance(snapshot, Snapshot) or snapshot.format != FORMAT:
+            return None
+        return snapshot
