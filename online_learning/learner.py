@@ -9,6 +9,7 @@ active member) owns the model at a time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -32,20 +33,30 @@ AUC = Gauge("streamrec_model_progressive_auc", "Progressive validation ROC AUC o
 SNAPSHOTS = Counter("streamrec_model_snapshots_total", "Snapshots considered for publishing", ["outcome"])
 
 
-async def read_latest_snapshot(bootstrap: str, topic: str, timeout_s: float = 10.0) -> tuple[Snapshot | None, int]:
-    """The newest valid snapshot on the model topic and the offset after it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+async def read_latest_snapshot(bootstrap: str, topic: str, timeout_s: float = 15.0) -> tuple[Snapshot | None, int]:
+    """The newest valid snapshot on the model topic and the offset after it.
+
+    Raises ``TimeoutError`` if the topic cannot be read to its end in time:
+    a learner that started from scratch instead would learn examples twice.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
+        consumer.seek(tp, 0)
         latest: Snapshot | None = None
+        read_to = 0
         deadline = time.monotonic() + timeout_s
-        while await consumer.position(tp) < end and time.monotonic() < deadline:
+        while read_to < end and await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {read_to} of {end} records of {topic} in {timeout_s} s")
             batch = await consumer.getmany(tp, timeout_ms=500)
             for record in batch.get(tp, []):
+                read_to = record.offset + 1
                 if record.key == SNAPSHOT_KEY and record.value:
                     latest = Snapshot.loads(record.value) or latest
         return latest, end
@@ -73,7 +84,9 @@ class Learner:
         self.items = ItemStats(settings.item_half_life_s)
         self.offsets: dict[int, int] = {}
         self.version = 0
-        self._published_learned = -1
+        self._published_learned = 0  # an untrained model is never published
+        self._assigned = False
+        self._unrestored: set[TopicPartition] = set()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -114,6 +127,20 @@ class Learner:
         return Snapshot(self.version, int(self._clock() * 1000), self.model.clone(), self.items, dict(self.offsets))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned = bool(assigned)
+        self._unrestored = set(assigned)
+        if not assigned:
+            return
+        assert self._consumer is not None
+        # Nothing is read until the snapshot is restored and the position set:
+        # learning from the group's default position would learn twice.
+        self._consumer.pause(*assigned)
+        try:
+            await self._restore(assigned)
+        except (TimeoutError, OSError) as exc:
+            log.warning("could not restore the model yet, retrying: %s", exc)
+
+    async def _restore(self, assigned: set[TopicPartition]) -> None:
         snapshot, _ = await read_latest_snapshot(self._bootstrap, self._model_topic)
         if snapshot is not None:
             self.restore(snapshot)
@@ -124,6 +151,8 @@ class Learner:
                 self._consumer.seek(tp, self.offsets[tp.partition] + 1)
             else:
                 await self._consumer.seek_to_beginning(tp)
+        self._unrestored = set()
+        self._consumer.resume(*assigned)
 
     async def run(self) -> None:
         """Consume examples until cancelled, publishing a snapshot every interval."""
@@ -131,7 +160,11 @@ class Learner:
 
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-                await learner.publish()
+                # Hand over what was learned; before the first assignment there
+                # is nothing to hand over (and publishing then would race the
+                # restore below with a blank model).
+                if learner._assigned:
+                    await learner.publish()
 
             async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
                 await learner._on_assigned(assigned)
@@ -149,15 +182,24 @@ class Learner:
         next_snapshot = time.monotonic() + self.settings.snapshot_interval_s
         try:
             while True:
+                if self._unrestored:
+                    try:
+                        await self._restore(self._unrestored)
+                    except (TimeoutError, OSError) as exc:
+                        log.warning("could not restore the model yet, retrying: %s", exc)
+                        await asyncio.sleep(1.0)
+                        continue
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=2000)
                 for tp, records in batches.items():
                     for record in records:
                         self._learn_record(tp.partition, record)
                 if time.monotonic() >= next_snapshot:
-                    await self.publish()
+                    if self._assigned:  # only the owner of the examples partition publishes
+                        await self.publish()
                     next_snapshot = time.monotonic() + self.settings.snapshot_interval_s
         finally:
-            await self.publish()
+            if self._assigned:
+                await self.publish()
             await self._consumer.stop()
             await self._producer.stop()
 

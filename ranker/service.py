@@ -19,13 +19,14 @@ import numpy as np
 
 from encoders.runner import Embedder
 from online_learning.features import ranking_features
-from online_learning.snapshot import Snapshot
+from online_learning.item_stats import PRIOR_CLICKS, PRIOR_SKIPS, ItemStats
 from ranker.impressions import ImpressionSink
 from ranker.models import ModelHolder
 from ranker.scoring import Weights, score_hit
 from ranker.settings import RankerSettings
 from ranker.store import Hit, ProductFilter, ProductRow, UserRow, Vector, VectorStore
 
+PRIOR_CTR = PRIOR_CLICKS / (PRIOR_CLICKS + PRIOR_SKIPS)
 Strategy = Literal["personalized", "affinity", "popular", "semantic", "similar"]
 
 
@@ -110,9 +111,7 @@ class Recommender:
     async def _user(self, user_id: str | None) -> UserRow | None:
         return await asyncio.to_thread(self._store.get_user, user_id) if user_id else None
 
-    def _features(
-        self, hit: Hit, profile: dict[str, Any], snapshot: Snapshot | None, now_ms: float
-    ) -> dict[str, float]:
+    def _features(self, hit: Hit, profile: dict[str, Any], items: ItemStats | None, now_ms: float) -> dict[str, float]:
         product = hit.product
         categories: dict[str, float] = profile.get("categories", {})
         brands: dict[str, float] = profile.get("brands", {})
@@ -120,8 +119,8 @@ class Recommender:
             similarity=hit.similarity,
             category_affinity=float(categories.get(product.category, 0.0)),
             brand_affinity=float(brands.get(product.brand, 0.0)) if product.brand else 0.0,
-            popularity=snapshot.items.popularity(product.product_id) if snapshot else 0.0,
-            ctr=snapshot.items.ctr(product.product_id) if snapshot else 0.0,
+            popularity=items.popularity(product.product_id) if items else 0.0,
+            ctr=items.ctr(product.product_id) if items else PRIOR_CTR,
             price=product.price,
             user_price=profile.get("price_mean"),
             age_days=(now_ms - product.updated_at) / 86_400_000,
@@ -131,10 +130,15 @@ class Recommender:
     def _rank(self, hits: Sequence[Hit], profile: dict[str, Any], k: int) -> tuple[list[RankedItem], int]:
         """Rank candidates; returns the items and the model version used (0: fixed blend)."""
         snapshot = self._models.serving() if self._models else None
+        # Item statistics come from the newest snapshot even before its model
+        # has learned enough to rank: logged features must carry them early,
+        # or the model could never learn what they are worth.
+        latest = self._models.current if self._models else None
+        stats = latest.items if latest else None
         now_ms = self._clock() * 1000
         items = []
         for hit in hits:
-            features = self._features(hit, profile, snapshot, now_ms)
+            features = self._features(hit, profile, stats, now_ms)
             if snapshot is not None:
                 scored = snapshot.model.score(features)
                 items.append(RankedItem(hit.product, scored.logit, scored.contributions, features))

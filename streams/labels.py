@@ -42,9 +42,8 @@ class LabelJoin:
         self.learning = learning
         self._dead_letter = dead_letter
         self._window_ms = int(learning.attribution_window_s * 1000)
-        self.state = app.Table(
-            "label-join", default=None, key_type=str, value_type=dict, partitions=settings.topic_partitions
-        )
+        # JSON codec, no value_type: see the profiles table in streams/worker.py.
+        self.state = app.Table("label-join", default=None, partitions=settings.topic_partitions)
         self.examples = app.topic(learning.topic_examples, key_serializer="raw", value_serializer="raw", partitions=1)
         self._kinds: dict[str, EventKind] = {
             settings.topic_impressions: "impressions",

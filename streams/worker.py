@@ -80,9 +80,10 @@ class StreamWorker:
             # production sets replicas > 1 through the chart.
             table_standby_replicas=0,
         )
-        self.profiles = self.app.Table(
-            "profiles", default=None, key_type=str, value_type=dict, partitions=settings.topic_partitions
-        )
+        # No key_type/value_type: the JSON codec round-trips str keys and dict
+        # values, while value_type=dict makes recovery call dict.from_data and
+        # fail on every changelog record (a restarted worker never gets ready).
+        self.profiles = self.app.Table("profiles", default=None, partitions=settings.topic_partitions)
         self.dlq = self.app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
         products = self.app.topic(settings.topic_products, key_serializer="raw", value_serializer="raw")
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")

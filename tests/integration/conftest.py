@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from streamrec.launcher import AllInOne, Publisher
+from streamrec.launcher import AllInOne, Publisher, wait_for
 from streamrec.localkafka import LocalKafka, free_port
+from streamrec.sample_data import catalog
 from streams.settings import StreamSettings
+
+PRODUCTS = 240
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +49,11 @@ def system(kafka: LocalKafka, system_dir: Path) -> Iterator[AllInOne]:
             "STREAMREC_DATA_DIR": str(system_dir / "worker"),
             "STREAMREC_WORKER_WEB_PORT": str(free_port()),
             "HF_HUB_OFFLINE": "1",
+            # Short windows and frequent snapshots so learning shows within seconds.
+            "STREAMREC_ATTRIBUTION_WINDOW_S": "3",
+            "STREAMREC_JOIN_TICK_S": "0.5",
+            "STREAMREC_SNAPSHOT_INTERVAL_S": "1",
+            "STREAMREC_MIN_EXAMPLES_TO_SERVE": "40",
         },
         system_dir / "streamrec.log",
         api_port=free_port(),
@@ -64,3 +73,12 @@ def publisher(stream_settings: StreamSettings) -> Iterator[Publisher]:
         yield producer
     finally:
         producer.close()
+
+
+@pytest.fixture(scope="session")
+def products(system: AllInOne, publisher: Publisher) -> list[dict[str, Any]]:
+    """The sample catalog, published and fully indexed."""
+    items = catalog(PRODUCTS)
+    publisher.send_all(("product", item) for item in items)
+    wait_for(lambda: (system.api.ready() or {}).get("products", 0) >= PRODUCTS, timeout_s=120, interval_s=0.5)
+    return items

@@ -12,22 +12,12 @@ import pytest
 from kafka import KafkaConsumer
 
 from streamrec.launcher import AllInOne, Publisher, wait_for
-from streamrec.sample_data import CATEGORIES, catalog, shopper_events
+from streamrec.sample_data import CATEGORIES, shopper_events
 from streams.settings import StreamSettings
 
 pytestmark = pytest.mark.integration
 
-PRODUCTS = 240
 FOCUS = "coffee"
-
-
-@pytest.fixture(scope="module")
-def products(system: AllInOne, publisher: Publisher) -> list[dict[str, Any]]:
-    """The sample catalog, published and fully indexed."""
-    items = catalog(PRODUCTS)
-    publisher.send_all(("product", item) for item in items)
-    wait_for(lambda: (system.api.ready() or {}).get("products", 0) >= PRODUCTS, timeout_s=120, interval_s=0.5)
-    return items
 
 
 def _categories(body: dict[str, Any]) -> list[str]:
