@@ -38,3 +38,11 @@ kafka-start:  ## a local broker on 127.0.0.1:9092 for development
 
 kafka-stop:
 	bash deploy/kafka/kafka-local.sh stop
+
+.PHONY: dashboard test-ops
+
+dashboard:  ## regenerate deploy/grafana/streamrec.json from deploy/grafana/dashboard.py
+	$(PY) deploy/grafana/dashboard.py
+
+test-ops:  ## dashboard, alert rules (promtool check/test) and Helm chart (lint, render, schemas); no broker
+	$(PY) -m pytest tests/ops
