@@ -30,6 +30,7 @@ class StreamSettings(BaseSettings):
     product_batch_wait_s: float = Field(0.2, gt=0)
     max_event_bytes: int = Field(64 * 1024, ge=256)
     profile_half_life_s: float = Field(7 * 24 * 3600.0, gt=0, description="half-life of category/brand affinity")
+    lag_interval_s: float = Field(5.0, gt=0, description="how often consumer lag is measured")
     worker_web_port: int = Field(6066, description="port of the worker's /metrics and health endpoints")
     data_dir: str = Field(".streamrec", description="local state directory of a worker")
 

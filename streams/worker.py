@@ -24,6 +24,7 @@ from online_learning.settings import LearningSettings
 from ranker.store import ProductRow, VectorStore
 from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
 from streams.labels import LabelJoin
+from streams.lag import LagProbe
 from streams.profiles import UserProfile
 from streams.retry import with_retries
 from streams.settings import StreamSettings
@@ -90,6 +91,17 @@ class StreamWorker:
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
         self.labels = LabelJoin(self.app, settings, learning or LearningSettings(), self._dead_letter)
+        self.lag = LagProbe(settings.kafka_bootstrap, settings.app_id)
+        self.app.timer(settings.lag_interval_s, name="consumer-lag")(self._measure_lag)
+
+    async def _measure_lag(self) -> None:
+        owned = [
+            (tp.topic, tp.partition) for tp in self.app.consumer.assignment() if not tp.topic.endswith("-changelog")
+        ]
+        try:
+            await self.lag.measure(owned)
+        except Exception as exc:  # a failed probe must never disturb the stream
+            log.warning("consumer lag not measured: %s", exc)
 
     async def _dead_letter(self, event: RawEvent, rejection: Rejection, agent: str) -> None:
         """Write the original bytes with the reason; wait for the broker's ack."""

@@ -35,16 +35,6 @@ FRESHNESS_BUDGET_S = 1.0  # the design's promise, also the alert threshold
 API_P99_BUDGET_S = 0.25  # the StreamrecApiLatencyP99High threshold
 GRID_WIDTH = 24
 
-CONSUMER_LAG_NOTE = """\
-**No consumer-lag metric is exported yet.**
-
-The worker does not export per-partition consumer lag, so this dashboard and
-the alert rules leave it out. Until it does, read lag from Kafka itself
-(`kafka-consumer-groups.sh --describe --group <STREAMREC_APP_ID>`, or the
-Kafka exporter of Strimzi). Throughput falling while producers keep writing
-and freshness rising are the signs of lag on this dashboard.
-"""
-
 
 def selector(metric: str, *matchers: str) -> str:
     """``metric{matchers..., namespace=~..., instance=~...}``."""
@@ -152,11 +142,6 @@ def heatmap(title: str, description: str, histogram: str) -> Panel:
     }
 
 
-def note(title: str, content: str) -> Panel:
-    """A Markdown note."""
-    return {"type": "text", "title": title, "options": {"mode": "markdown", "content": content}}
-
-
 def overview() -> list[tuple[Panel, int]]:
     """Headline numbers."""
     return [
@@ -248,7 +233,58 @@ def stream() -> list[tuple[Panel, int]]:
             ),
             9,
         ),
-        (note("Consumer lag", CONSUMER_LAG_NOTE), 6),
+        (
+            timeseries(
+                "Consumer lag by topic",
+                "streamrec_consumer_lag_messages: end offset minus the group's committed offset, per partition, "
+                "summed by topic.",
+                [(f"sum by (topic) ({selector('streamrec_consumer_lag_messages')})", "{{topic}}")],
+                "short",
+            ),
+            6,
+        ),
+    ]
+
+
+def model() -> list[tuple[Panel, int]]:
+    """The online ranking model: quality, version and age, examples."""
+    return [
+        (
+            timeseries(
+                "Progressive validation",
+                "Log loss and ROC AUC of the learner's model, each example scored before it is learned.",
+                [
+                    (f"max({selector('streamrec_model_progressive_auc')})", "AUC"),
+                    (f"max({selector('streamrec_model_progressive_logloss')})", "log loss"),
+                ],
+                "short",
+            ),
+            8,
+        ),
+        (
+            timeseries(
+                "Model served by the API",
+                "Version of the snapshot each API instance ranks with, and its age (0: fixed blend).",
+                [
+                    (f"max by (instance) ({selector('streamrec_model_version')})", "version {{instance}}"),
+                    (f"max by (instance) ({selector('streamrec_model_age_seconds')})", "age s {{instance}}"),
+                ],
+                "short",
+            ),
+            8,
+        ),
+        (
+            timeseries(
+                "Labeled examples and snapshots",
+                "Examples written by the label join (by label) and snapshots by outcome.",
+                [
+                    (f"sum by (label) ({rate('streamrec_label_examples_total')})", "examples {{label}}"),
+                    (f"sum by (outcome) ({rate('streamrec_model_snapshots_total')})", "snapshots {{outcome}}"),
+                ],
+                "ops",
+            ),
+            8,
+        ),
     ]
 
 
@@ -452,6 +488,7 @@ SECTIONS = (
     ("Stream", stream),
     ("Freshness", freshness),
     ("API", api),
+    ("Model", model),
     ("Encoder", encoder),
     ("Milvus", milvus),
     ("Errors", errors),
