@@ -137,3 +137,19 @@ def test_api_rejects_bad_parameters_on_the_live_system(system: AllInOne) -> None
     status, body = system.api.get("/v1/similar/does-not-exist")
     assert status == 404
     assert body["error"] == "not_found"
+
+
+def test_consumer_lag_is_exported_and_drains(system: AllInOne, products: list[dict[str, Any]]) -> None:
+    """Lag per owned partition is exported for the source topics and falls to zero once events are committed."""
+
+    def lags() -> dict[tuple[str, str], float] | None:
+        with urllib.request.urlopen(system.api.base_url + "/metrics") as response:
+            text = response.read().decode()
+        pattern = r'^streamrec_consumer_lag_messages\{partition="(\d+)",topic="([^"]+)"\} (\S+)$'
+        found = {(topic, partition): float(value) for partition, topic, value in re.findall(pattern, text, re.M)}
+        topics = {topic for topic, _ in found}
+        ready = {"streamrec.products", "streamrec.clicks"} <= topics and not any(found.values())
+        return found if ready else None
+
+    found = wait_for(lags, timeout_s=30, interval_s=0.5)
+    assert {partition for topic, partition in found if topic == "streamrec.clicks"} == {"0", "1", "2", "3"}
