@@ -38,13 +38,21 @@ class ItemStats:
         if clicked:
             self.clicks.add(product_id, clicked, at_ms)
 
+    def _now_ms(self) -> int:
+        # Views and clicks each decay only up to their own latest event; read
+        # both as of the later one, or an item's CTR would climb (and its
+        # popularity stand still) while only other items are being viewed.
+        return max(self.views.ref_ms, self.clicks.ref_ms)
+
     def ctr(self, product_id: str) -> float:
         """Smoothed click-through rate."""
-        return (self.clicks.get(product_id) + PRIOR_CLICKS) / (self.views.get(product_id) + PRIOR_CLICKS + PRIOR_SKIPS)
+        at_ms = self._now_ms()
+        clicks, views = self.clicks.get(product_id, at_ms), self.views.get(product_id, at_ms)
+        return (clicks + PRIOR_CLICKS) / (views + PRIOR_CLICKS + PRIOR_SKIPS)
 
     def popularity(self, product_id: str) -> float:
         """Decayed weighted clicks."""
-        return self.clicks.get(product_id)
+        return self.clicks.get(product_id, self._now_ms())
 
     def prune(self, keep: int) -> None:
         """Bound memory to the ``keep`` most viewed and most clicked items."""

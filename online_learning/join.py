@@ -86,19 +86,26 @@ class JoinState:
             },
             "given": {},  # product_id -> label weight emitted so far (0.0 = negative)
         }
-        if len(self.impressions) > MAX_IMPRESSIONS:
-            oldest = min(self.impressions, key=lambda rid: self.impressions[rid]["ts"])
-            self.impressions.pop(oldest)
         examples: list[Example] = []
-        waiting = [p for p in self.data["pending"] if p["request_id"] == request_id]
+        # Expired labels are dropped here too: close_expired only runs for users with open impressions.
+        waiting = [p for p in self.data["pending"] if p["request_id"] == request_id and p["until"] > now_ms]
         self.data["pending"] = [p for p in self.data["pending"] if p["request_id"] != request_id]
         for label in waiting:
             examples += self.add_label(label["request_id"], label["product_id"], label["weight"], label["ts"], now_ms)
+        if len(self.impressions) > MAX_IMPRESSIONS:
+            # Close the oldest early rather than drop it: its unlabeled items are
+            # still negatives, and a replay of it must not reopen it.
+            examples += self._close(min(self.impressions, key=lambda rid: self.impressions[rid]["ts"]))
         return examples
 
     def add_label(self, request_id: str | None, product_id: str, weight: float, ts: int, now_ms: int) -> list[Example]:
         """A click (weight 1) or purchase (weight 3) on a product, maybe naming its impression."""
-        target = request_id if request_id in self.impressions else self._latest_showing(product_id)
+        if request_id is None:
+            target = self._latest_showing(product_id)
+        else:
+            # Only the named impression: another one showing the same product
+            # is a different list, and the click must wait for its own.
+            target = request_id if request_id in self.impressions else None
         if target is None:
             if request_id is not None:
                 pending = [
@@ -149,16 +156,20 @@ class JoinState:
         """Close impressions past their window: unlabeled items become negatives."""
         examples = []
         for request_id in [rid for rid, imp in self.impressions.items() if imp["deadline"] <= now_ms]:
-            impression = self.impressions[request_id]
-            for product_id in impression["items"]:
-                if product_id not in impression["given"]:
-                    examples.append(
-                        self._example(request_id, product_id, label=False, weight=1.0, ts=impression["ts"], first=True)
-                    )
-            del self.impressions[request_id]
-            # Remember a few closed ids so a replayed impression is not reopened.
-            self.data["closed"] = [*self.data.get("closed", []), request_id][-MAX_IMPRESSIONS:]
+            examples += self._close(request_id)
         self.data["pending"] = [p for p in self.data["pending"] if p["until"] > now_ms]
+        return examples
+
+    def _close(self, request_id: str) -> list[Example]:
+        impression = self.impressions[request_id]
+        examples = [
+            self._example(request_id, product_id, label=False, weight=1.0, ts=impression["ts"], first=True)
+            for product_id in impression["items"]
+            if product_id not in impression["given"]
+        ]
+        del self.impressions[request_id]
+        # Remember a few closed ids so a replayed impression is not reopened.
+        self.data["closed"] = [*self.data.get("closed", []), request_id][-MAX_IMPRESSIONS:]
         return examples
 
     def next_deadline(self) -> int | None:

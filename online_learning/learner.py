@@ -24,6 +24,7 @@ from online_learning.join import Example
 from online_learning.model import RankingModel
 from online_learning.settings import LearningSettings
 from online_learning.snapshot import SNAPSHOT_KEY, Snapshot
+from streamrec.kafka_client import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,16 @@ AUC = Gauge("streamrec_model_progressive_auc", "Progressive validation ROC AUC o
 SNAPSHOTS = Counter("streamrec_model_snapshots_total", "Snapshots considered for publishing", ["outcome"])
 
 
-async def read_latest_snapshot(bootstrap: str, topic: str, timeout_s: float = 15.0) -> tuple[Snapshot | None, int]:
+async def read_latest_snapshot(
+    kafka: KafkaConnection, topic: str, timeout_s: float = 15.0
+) -> tuple[Snapshot | None, int]:
     """The newest valid snapshot on the model topic and the offset after it.
 
     Raises ``TimeoutError`` if the topic cannot be read to its end in time:
     a learner that started from scratch instead would learn examples twice.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        **kafka.aiokafka(), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
@@ -70,13 +73,13 @@ class Learner:
     def __init__(
         self,
         settings: LearningSettings,
-        bootstrap: str,
+        kafka: KafkaConnection,
         model_topic: str,
         group: str,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._model_topic = model_topic
         self._group = group
         self._clock = clock
@@ -141,7 +144,7 @@ class Learner:
             log.warning("could not restore the model yet, retrying: %s", exc)
 
     async def _restore(self, assigned: set[TopicPartition]) -> None:
-        snapshot, _ = await read_latest_snapshot(self._bootstrap, self._model_topic)
+        snapshot, _ = await read_latest_snapshot(self._kafka, self._model_topic)
         if snapshot is not None:
             self.restore(snapshot)
             log.info("learner resumed from snapshot v%d (%d examples)", snapshot.version, snapshot.model.learned)
@@ -170,12 +173,12 @@ class Learner:
                 await learner._on_assigned(assigned)
 
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.aiokafka(),
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
+        self._producer = AIOKafkaProducer(**self._kafka.aiokafka(), acks="all")
         await self._producer.start()
         await self._consumer.start()
         self._consumer.subscribe([self.settings.topic_examples], listener=Listener())

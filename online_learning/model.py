@@ -78,14 +78,17 @@ class RankingModel:
     def score(self, features: dict[str, float]) -> Score:
         """Probability and per-feature contributions to the logit."""
         x = dict(features)
-        probability = min(max(self.probability(x), 1e-12), 1 - 1e-12)
-        logit = math.log(probability / (1 - probability))
-        return Score(probability, logit, self._contributions(x, logit))
-
-    def _contributions(self, x: dict[str, float], logit: float) -> dict[str, float]:
-        scaler = self.pipeline["StandardScaler"]
+        scaled = self.pipeline["StandardScaler"].transform_one(x)
         classifier = self.pipeline[list(self.pipeline.steps)[-1]]
-        scaled = scaler.transform_one(x)
+        # The logit comes straight from the classifier (read-only use of river's
+        # private dot): recovered from the probability it lost precision past
+        # |15| and saturated at |27.6|, so the strongest candidates tied.
+        raw_dot = classifier._raw_dot_one if self.kind == "logreg" else classifier._raw_dot
+        logit = float(raw_dot(scaled))
+        return Score(self.probability(x), logit, self._contributions(scaled, logit))
+
+    def _contributions(self, scaled: dict[str, float], logit: float) -> dict[str, float]:
+        classifier = self.pipeline[list(self.pipeline.steps)[-1]]
         if self.kind == "logreg":
             weights = classifier._weights  # river keeps the weights there; read-only use
             parts = {name: float(weights.get(name, 0.0)) * float(value) for name, value in scaled.items()}

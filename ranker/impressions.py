@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
+from streamrec.kafka_client import KafkaConnection
+
 log = logging.getLogger(__name__)
 
 IMPRESSIONS = Counter("streamrec_impressions_total", "Impressions logged", ["outcome"])
@@ -36,15 +38,15 @@ class MemorySink:
 class KafkaSink:
     """Produces impressions with aiokafka; sends complete in the background."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, topic: str) -> None:
+        self._kafka = kafka
         self._topic = topic
         self._producer: AIOKafkaProducer | None = None
         self._pending: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         """Connect the producer (aiokafka objects belong to the running loop)."""
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks=1, linger_ms=5)
+        self._producer = AIOKafkaProducer(**self._kafka.aiokafka(), acks=1, linger_ms=5)
         await self._producer.start()
 
     async def stop(self) -> None:

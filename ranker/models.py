@@ -16,6 +16,7 @@ from prometheus_client import Counter, Gauge
 
 from online_learning.learner import read_latest_snapshot
 from online_learning.snapshot import SNAPSHOT_KEY, Snapshot
+from streamrec.kafka_client import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +66,21 @@ class ModelHolder:
 class ModelWatcher:
     """Follows the model topic and feeds the holder."""
 
-    def __init__(self, holder: ModelHolder, bootstrap: str, topic: str) -> None:
+    def __init__(self, holder: ModelHolder, kafka: KafkaConnection, topic: str) -> None:
         self._holder = holder
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._topic = topic
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the newest snapshot, then follow new ones in the background."""
-        snapshot, end = await read_latest_snapshot(self._bootstrap, self._topic)
+        snapshot, end = await read_latest_snapshot(self._kafka, self._topic)
         if snapshot is not None:
             self._holder.offer(snapshot)
         self._task = asyncio.create_task(self._follow(end))
 
     async def _follow(self, offset: int) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self._kafka.aiokafka(), group_id=None, enable_auto_commit=False)
         await consumer.start()
         try:
             tp = TopicPartition(self._topic, 0)

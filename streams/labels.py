@@ -53,7 +53,7 @@ class LabelJoin:
         source = app.topic(*self._kinds, key_serializer="raw", value_serializer="raw")
         app.agent(source, name="labels")(self._agent)
         app.timer(learning.join_tick_s, name="labels.close_expired")(self.close_expired)
-        self.learner = Learner(learning, settings.kafka_bootstrap, settings.topic_model, f"{settings.app_id}-learner")
+        self.learner = Learner(learning, settings.connection(), settings.topic_model, f"{settings.app_id}-learner")
         app.task(self.learner.run)
 
     async def _agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:

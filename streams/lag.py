@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
+from streamrec.kafka_client import KafkaConnection
+
 log = logging.getLogger(__name__)
 
 LAG = Gauge("streamrec_consumer_lag_messages", "Messages not yet committed by the worker group", ["topic", "partition"])
@@ -22,8 +24,8 @@ LAG = Gauge("streamrec_consumer_lag_messages", "Messages not yet committed by th
 class LagProbe:
     """Reads end and committed offsets and exports their difference."""
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConnection, group: str) -> None:
+        self._kafka = kafka
         self._group = group
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -33,9 +35,9 @@ class LagProbe:
         """Lag of each (topic, partition); also sets the gauge and drops partitions no longer owned."""
         tps = [TopicPartition(topic, partition) for topic, partition in partitions]
         if self._admin is None or self._consumer is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+            self._admin = AIOKafkaAdminClient(**self._kafka.aiokafka())
             await self._admin.start()
-            self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+            self._consumer = AIOKafkaConsumer(**self._kafka.aiokafka(), group_id=None)
             await self._consumer.start()
         lags: dict[tuple[str, int], int] = {}
         if tps:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamrec.kafka_client import KafkaConnection, SaslMechanism, SecurityProtocol
 
 
 class StreamSettings(BaseSettings):
@@ -12,6 +14,11 @@ class StreamSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated")
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = Field("", description="CA bundle for TLS; empty uses the system store")
     app_id: str = Field("streamrec", description="consumer group and prefix of internal topics")
     topic_products: str = "streamrec.products"
     topic_searches: str = "streamrec.searches"
@@ -33,6 +40,17 @@ class StreamSettings(BaseSettings):
     lag_interval_s: float = Field(5.0, gt=0, description="how often consumer lag is measured")
     worker_web_port: int = Field(6066, description="port of the worker's /metrics and health endpoints")
     data_dir: str = Field(".streamrec", description="local state directory of a worker")
+
+    def connection(self) -> KafkaConnection:
+        """How every client reaches the cluster."""
+        return KafkaConnection(
+            bootstrap=self.kafka_bootstrap,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password.get_secret_value(),
+            ssl_cafile=self.kafka_ssl_cafile,
+        )
 
     def behavior_topics(self) -> dict[str, str]:
         """Topic name -> event kind for the shopper behavior topics."""

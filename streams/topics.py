@@ -31,7 +31,7 @@ def topic_specs(settings: StreamSettings, learning: LearningSettings | None = No
 def ensure_topics(settings: StreamSettings, timeout_s: float = 30.0) -> list[str]:
     """Create missing topics; return the names that were created."""
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        **settings.connection().kafka_python(),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=int(timeout_s * 1000),
     )

@@ -62,10 +62,9 @@ class StreamWorker:
         self.encoder = encoder
         self._half_life_ms = settings.profile_half_life_s * 1000
         self.updater = BehaviorUpdater(store, encoder)
-        brokers = ";".join(f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(","))
         self.app = faust.App(
             settings.app_id,
-            broker=brokers,
+            **settings.connection().faust(),
             store="memory://",
             autodiscover=False,
             topic_partitions=settings.topic_partitions,
@@ -91,7 +90,7 @@ class StreamWorker:
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
         self.labels = LabelJoin(self.app, settings, learning or LearningSettings(), self._dead_letter)
-        self.lag = LagProbe(settings.kafka_bootstrap, settings.app_id)
+        self.lag = LagProbe(settings.connection(), settings.app_id)
         self.app.timer(settings.lag_interval_s, name="consumer-lag")(self._measure_lag)
 
     async def _measure_lag(self) -> None:

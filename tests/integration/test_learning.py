@@ -46,7 +46,8 @@ def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
     counts = Counter(item["brand"] for item in first["items"])
     brand = max((b for b, n in counts.items() if n >= 2), key=lambda b: _mean_rank(first, b))
     before = _mean_rank(first, brand)
-    assert before > 3, "the chosen brand starts low in the list"
+    assert before >= 3, f"{brand} should start low in the list: {counts}"
+    goal = max(1.5, before - 2)  # two places up, or into the top two
 
     clicks, requests, after = 0, 0, before
     for _ in range(MAX_ROUNDS):
@@ -73,11 +74,11 @@ def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
         time.sleep(1.5)  # a snapshot interval, so the API has the newest model
         probe = _search(system, None)
         after = _mean_rank(probe, brand)
-        if probe["model_version"] > 0 and after <= before - 2:
+        if probe["model_version"] > 0 and after <= goal:
             break
     print(f"{brand}: mean rank {before:.1f} -> {after:.1f} after {requests} requests and {clicks} clicks")
     assert probe["model_version"] > 0, "the API ranks with a learned model"
-    assert after <= before - 2
+    assert after <= goal, f"{brand}: mean rank {before:.1f} -> {after:.1f} after {clicks} clicks"
     auc = _metric(system, "streamrec_model_progressive_auc")
     print(f"progressive AUC {auc:.3f}, log loss {_metric(system, 'streamrec_model_progressive_logloss'):.3f}")
     assert auc > 0.5
