@@ -38,7 +38,7 @@ class Publisher:
     def __init__(self, settings: StreamSettings) -> None:
         self._settings = settings
         self._producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            **settings.connection().kafka_python(),
             acks="all",
             linger_ms=5,
             client_id="streamrec-publisher",
