@@ -10,6 +10,7 @@ active member) owns the model at a time.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -127,7 +128,8 @@ class Learner:
         self.version += 1
         self._published_learned = self.model.learned
         self.items.prune(100_000)
-        return Snapshot(self.version, int(self._clock() * 1000), self.model.clone(), self.items, dict(self.offsets))
+        items = copy.deepcopy(self.items)  # the learner keeps counting; the snapshot must not move
+        return Snapshot(self.version, int(self._clock() * 1000), self.model.clone(), items, dict(self.offsets))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned = bool(assigned)

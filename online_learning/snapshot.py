@@ -39,7 +39,10 @@ class Snapshot:
     @staticmethod
     def loads(payload: bytes) -> Snapshot | None:
         """Deserialise, or None for a payload of another format."""
-        snapshot = pickle.loads(payload)
+        try:
+            snapshot = pickle.loads(payload)  # internal topic only: see the module docstring
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError):
+            return None  # a stray record on the topic: skip it, keep the last good model
         if not isinstance(snapshot, Snapshot) or snapshot.format != FORMAT:
             return None
         return snapshot

@@ -7,6 +7,7 @@ one shopper's results before and after their clicks and purchase.
 
 from __future__ import annotations
 
+import random
 import shutil
 import sys
 import time
@@ -15,10 +16,12 @@ from typing import Any
 
 from streamrec.launcher import AllInOne, ApiClient, Publisher, wait_for
 from streamrec.localkafka import LocalKafka, free_port
-from streamrec.sample_data import QUERIES, background_traffic, catalog, shopper_events
+from streamrec.sample_data import CATEGORIES, QUERIES, background_traffic, catalog, shopper_events
 from streams.settings import StreamSettings
 
 SHOPPER = "demo-shopper"
+DEMO_WINDOW_S = 4.0
+DEMO_SNAPSHOT_S = 1.0
 FOCUS = "coffee"
 
 
@@ -59,6 +62,50 @@ def _wait_indexed(api: ApiClient, total: int, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
+def _learn_from_shoppers(api: ApiClient, publisher: Publisher, items: list[dict[str, Any]]) -> None:
+    """Shoppers search through the API and click what they came for; the ranker learns from it."""
+    rng = random.Random(5)
+    shoppers = 60
+    clicks = 0
+    for n in range(shoppers):
+        user, category = f"browser-{n:03d}", rng.choice(CATEGORIES)
+        body = api.json("/v1/search", q=QUERIES[category], user_id=user, k=10)
+        for position, item in enumerate(body["items"], start=1):
+            # Shoppers mostly click what they came for, more often near the top.
+            if item["category"] == category and rng.random() < 0.8 / position**0.3:
+                clicks += 1
+                publisher.send(
+                    "click",
+                    {
+                        "event_id": f"demo-click-{n}-{position}",
+                        "ts": int(time.time() * 1000),
+                        "schema_version": 1,
+                        "user_id": user,
+                        "product_id": item["product_id"],
+                        "request_id": body["request_id"],
+                        "position": position,
+                    },
+                )
+        _progress("shoppers searching and clicking through the API", n + 1, shoppers)
+    publisher.flush()
+    _say(f"  {clicks} clicks on {shoppers} result lists; waiting for the attribution window to close")
+
+    def learned() -> float | None:
+        version = api.metric("streamrec_model_version") or 0
+        auc = api.metric("streamrec_model_progressive_auc")
+        examples = api.metric("streamrec_label_examples_total") or 0
+        return auc if version > 0 and examples >= shoppers * 10 * 0.9 else None
+
+    wait_for(learned, timeout_s=60, interval_s=0.5)
+    time.sleep(DEMO_SNAPSHOT_S + 0.5)  # the snapshot after the last examples
+    _say(
+        f"  ranker learned {api.metric('streamrec_model_examples_total') or 0:.0f} examples: progressive "
+        f"log loss {api.metric('streamrec_model_progressive_logloss'):.3f}, "
+        f"AUC {api.metric('streamrec_model_progressive_auc'):.3f}; "
+        f"API ranks with model v{api.metric('streamrec_model_version'):.0f}"
+    )
+
+
 def _scenario(api: ApiClient, publisher: Publisher, products: int) -> None:
     items = catalog(products)
     _say(f"\n[3/5] Publishing a catalog of {len(items)} products to Kafka")
@@ -71,6 +118,7 @@ def _scenario(api: ApiClient, publisher: Publisher, products: int) -> None:
     background = background_traffic(items, n_users=40)
     publisher.send_all(background)
     _say(f"  {len(background)} searches, clicks and purchases from 40 shoppers")
+    _learn_from_shoppers(api, publisher, items)
 
     _say(f"\n[5/5] One shopper, {SHOPPER!r}, before and after browsing {FOCUS}")
     _show("Search 'running shoes' (no keyword overlap needed)", api.json("/v1/search", q="running shoes", k=5))
@@ -111,6 +159,10 @@ def run_demo(products: int, keep_running: bool, state_dir: Path) -> int:
             "STREAMREC_MILVUS_URI": str((state_dir / "milvus.db").resolve()),
             "STREAMREC_DATA_DIR": str((state_dir / "worker").resolve()),
             "STREAMREC_WORKER_WEB_PORT": str(free_port()),
+            # Short attribution window and frequent snapshots, so learning shows within the demo.
+            "STREAMREC_ATTRIBUTION_WINDOW_S": str(DEMO_WINDOW_S),
+            "STREAMREC_SNAPSHOT_INTERVAL_S": str(DEMO_SNAPSHOT_S),
+            "STREAMREC_JOIN_TICK_S": "0.5",
         }
         _say("\n[2/5] Starting streamrec all-in-one (encoder, worker, API on Milvus Lite)")
         system = AllInOne(env, state_dir / "streamrec.log", api_port)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,13 @@ class ApiClient:
         if status != 200:
             raise RuntimeError(f"GET {path} answered {status}: {body}")
         return body
+
+    def metric(self, name: str) -> float | None:
+        """A metric from ``/metrics`` summed over its label sets, or None if it is not exported."""
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=self._timeout_s) as response:
+            text = response.read().decode()
+        values = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE)
+        return sum(float(value) for value in values) if values else None
 
     def ready(self) -> dict[str, Any] | None:
         """The readiness body, or None while the API is not up or not ready."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from typing import Any
@@ -28,14 +26,6 @@ def _search(system: AllInOne, user_id: str | None) -> dict[str, Any]:
 def _mean_rank(body: dict[str, Any], brand: str) -> float:
     ranks = [rank for rank, item in enumerate(body["items"], start=1) if item["brand"] == brand]
     return statistics.fmean(ranks) if ranks else 11.0
-
-
-def _metric(system: AllInOne, name: str) -> float:
-    with urllib.request.urlopen(system.api.base_url + "/metrics") as response:
-        text = response.read().decode()
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    assert match, f"{name} not exported"
-    return float(match.group(1))
 
 
 def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
@@ -79,8 +69,9 @@ def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
     print(f"{brand}: mean rank {before:.1f} -> {after:.1f} after {requests} requests and {clicks} clicks")
     assert probe["model_version"] > 0, "the API ranks with a learned model"
     assert after <= goal, f"{brand}: mean rank {before:.1f} -> {after:.1f} after {clicks} clicks"
-    auc = _metric(system, "streamrec_model_progressive_auc")
-    print(f"progressive AUC {auc:.3f}, log loss {_metric(system, 'streamrec_model_progressive_logloss'):.3f}")
+    auc = system.api.metric("streamrec_model_progressive_auc")
+    print(f"progressive AUC {auc}, log loss {system.api.metric('streamrec_model_progressive_logloss')}")
+    assert auc is not None
     assert auc > 0.5
     top = probe["items"][0]
     assert set(top["contributions"]) >= {"similarity", "ctr", "intercept"}
