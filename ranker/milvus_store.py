@@ -109,13 +109,18 @@ class MilvusStore:
         finally:
             MILVUS_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
 
+    def _versioned_schema(self, key: str) -> Any:
+        """A schema keyed by ``<key>#<version>`` rows (see the module docstring)."""
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=160)
+        schema.add_field(key, DataType.VARCHAR, max_length=128)
+        schema.add_field("version", DataType.INT64)
+        return schema
+
     def _ensure_collections(self) -> None:
         client = self._client
         if not client.has_collection(self._products, timeout=self._timeout):
-            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=160)
-            schema.add_field("product_id", DataType.VARCHAR, max_length=128)
-            schema.add_field("version", DataType.INT64)
+            schema = self._versioned_schema("product_id")
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
             schema.add_field("title", DataType.VARCHAR, max_length=1024)
             schema.add_field("category", DataType.VARCHAR, max_length=128)
@@ -130,10 +135,7 @@ class MilvusStore:
                 self._products, schema=schema, index_params=index, consistency_level="Strong", timeout=self._timeout
             )
         if not client.has_collection(self._users, timeout=self._timeout):
-            schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("row_id", DataType.VARCHAR, is_primary=True, max_length=160)
-            schema.add_field("user_id", DataType.VARCHAR, max_length=128)
-            schema.add_field("version", DataType.INT64)
+            schema = self._versioned_schema("user_id")
             schema.add_field("short_vector", DataType.FLOAT_VECTOR, dim=self._dim)
             schema.add_field("long_vector", DataType.FLOAT_VECTOR, dim=self._dim)
             schema.add_field("features", DataType.JSON)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamrec.launcher import AllInOne, ApiClient, Publisher, wait_for
+from streamrec.launcher import AllInOne, ApiClient, Publisher, click_event, wait_for
 from streamrec.localkafka import LocalKafka, free_port
 from streamrec.sample_data import CATEGORIES, QUERIES, background_traffic, catalog, shopper_events
 from streams.settings import StreamSettings
@@ -74,18 +74,7 @@ def _learn_from_shoppers(api: ApiClient, publisher: Publisher, items: list[dict[
             # Shoppers mostly click what they came for, more often near the top.
             if item["category"] == category and rng.random() < 0.8 / position**0.3:
                 clicks += 1
-                publisher.send(
-                    "click",
-                    {
-                        "event_id": f"demo-click-{n}-{position}",
-                        "ts": int(time.time() * 1000),
-                        "schema_version": 1,
-                        "user_id": user,
-                        "product_id": item["product_id"],
-                        "request_id": body["request_id"],
-                        "position": position,
-                    },
-                )
+                publisher.send("click", click_event(user, item["product_id"], body["request_id"], position))
         _progress("shoppers searching and clicking through the API", n + 1, shoppers)
     publisher.flush()
     _say(f"  {clicks} clicks on {shoppers} result lists; waiting for the attribution window to close")

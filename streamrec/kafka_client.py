@@ -47,11 +47,9 @@ class KafkaConnection:
             return None
         return ssl.create_default_context(cafile=self.ssl_cafile or None)
 
-    def aiokafka(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka producers, consumers and admin clients."""
+    def _client_options(self) -> dict[str, Any]:
+        """What aiokafka and kafka-python spell alike: servers, protocol, SASL."""
         options: dict[str, Any] = {"bootstrap_servers": self.servers, "security_protocol": self.security_protocol}
-        if self.uses_tls:
-            options["ssl_context"] = self.ssl_context()
         if self.uses_sasl:
             options |= {
                 "sasl_mechanism": self.sasl_mechanism,
@@ -60,17 +58,18 @@ class KafkaConnection:
             }
         return options
 
+    def aiokafka(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka producers, consumers and admin clients."""
+        options = self._client_options()
+        if self.uses_tls:
+            options["ssl_context"] = self.ssl_context()
+        return options
+
     def kafka_python(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python clients (admin, producer, consumer)."""
-        options: dict[str, Any] = {"bootstrap_servers": self.servers, "security_protocol": self.security_protocol}
+        options = self._client_options()
         if self.uses_tls and self.ssl_cafile:
             options["ssl_cafile"] = self.ssl_cafile
-        if self.uses_sasl:
-            options |= {
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": self.sasl_password,
-            }
         return options
 
     def faust(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,24 @@ KIND_TOPIC = {
     "click": "topic_clicks",
     "purchase": "topic_purchases",
 }
+
+
+def click_event(
+    user_id: str, product_id: str, request_id: str | None = None, position: int | None = None
+) -> dict[str, Any]:
+    """A click as the contract spells it, stamped now with a fresh event id."""
+    event: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "ts": int(time.time() * 1000),
+        "schema_version": 1,
+        "user_id": user_id,
+        "product_id": product_id,
+    }
+    if request_id is not None:
+        event["request_id"] = request_id
+    if position is not None:
+        event["position"] = position
+    return event
 
 
 class Publisher:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from streamrec.launcher import AllInOne, Publisher, wait_for
+from streamrec.launcher import AllInOne, Publisher, click_event, wait_for
 from streamrec.sample_data import CATEGORIES, shopper_events
 from streams.settings import StreamSettings
 
@@ -90,20 +90,7 @@ def test_malformed_event_is_dead_lettered_and_stream_goes_on(
     poison = b'{"event_id": "poison-' + uuid.uuid4().hex.encode() + b'", "user_id": '
     publisher.send_raw("click", user.encode(), poison)
     clicked = next(p for p in products if p["category"] == "yoga" and p["in_stock"])
-    publisher.send_all(
-        [
-            (
-                "click",
-                {
-                    "event_id": uuid.uuid4().hex,
-                    "ts": int(time.time() * 1000),
-                    "schema_version": 1,
-                    "user_id": user,
-                    "product_id": clicked["product_id"],
-                },
-            )
-        ]
-    )
+    publisher.send_all([("click", click_event(user, clicked["product_id"]))])
     body = wait_for(
         lambda: (b := system.api.json("/v1/recommendations", user_id=user, k=5))["personalized"] and b, timeout_s=10
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streamrec.launcher import AllInOne, Publisher, wait_for
+from streamrec.launcher import AllInOne, Publisher, click_event, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +48,7 @@ def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
             for position, item in enumerate(body["items"], start=1):
                 if item["brand"] == brand:
                     clicks += 1
-                    publisher.send(
-                        "click",
-                        {
-                            "event_id": uuid.uuid4().hex,
-                            "ts": int(time.time() * 1000),
-                            "schema_version": 1,
-                            "user_id": user,
-                            "product_id": item["product_id"],
-                            "request_id": body["request_id"],
-                            "position": position,
-                        },
-                    )
+                    publisher.send("click", click_event(user, item["product_id"], body["request_id"], position))
         publisher.flush()
         time.sleep(1.5)  # a snapshot interval, so the API has the newest model
         probe = _search(system, None)
