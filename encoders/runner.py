@@ -8,19 +8,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from prometheus_client import Histogram
-
+from encoders.metrics import ENCODE_BATCH_SIZE, ENCODE_SECONDS
 from encoders.text import TextEncoder, Vectors
-
-ENCODE_SECONDS = Histogram(
-    "streamrec_encoder_batch_seconds",
-    "Time to embed one batch of texts",
-    ["caller"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
-ENCODE_BATCH_SIZE = Histogram(
-    "streamrec_encoder_batch_texts", "Texts per encoder call", ["caller"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
-)
 
 
 class Embedder(Protocol):

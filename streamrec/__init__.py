@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from streamrec.errors import ConfigError, EncoderError, StoreError, StoreUnavailable, StreamrecError
+from streamrec.errors import (
+    ConfigError,
+    EncoderError,
+    EncoderUnavailable,
+    StoreError,
+    StoreUnavailable,
+    StreamrecError,
+)
 
-__all__ = ["ConfigError", "EncoderError", "StoreError", "StoreUnavailable", "StreamrecError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "EncoderError",
+    "EncoderUnavailable",
+    "StoreError",
+    "StoreUnavailable",
+    "StreamrecError",
+    "__version__",
+]
 __version__ = "0.1.0"

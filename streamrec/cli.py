@@ -60,6 +60,16 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_encoder(args: argparse.Namespace) -> int:
+    from streamrec.runtime import run_encoder
+
+    for env, value in (("STREAMREC_ENCODER_HOST", args.host), ("STREAMREC_ENCODER_PORT", args.port)):
+        if value is not None:
+            os.environ[env] = str(value)
+    run_encoder()
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from streamrec.demo import run_demo
 
@@ -101,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("worker", "run a stream worker (needs a Milvus server to share with the API)").set_defaults(run=_cmd_worker)
     command("api", "run the HTTP API alone (needs a Milvus server)").set_defaults(run=_cmd_api)
     command("all-in-one", "run worker and API in one process (Milvus Lite default)").set_defaults(run=_cmd_all_in_one)
+    encoder = command("encoder", "run the encoder HTTP service (dynamic batching; CUDA in half precision if present)")
+    encoder.add_argument("--host", default=None, help="listen address (env STREAMREC_ENCODER_HOST, default 127.0.0.1)")
+    encoder.add_argument(
+        "--port", type=int, default=None, help="listen port (env STREAMREC_ENCODER_PORT, default 8090)"
+    )
+    encoder.set_defaults(run=_cmd_encoder)
     demo = command("demo", "start Kafka, Milvus Lite, worker and API; replay shoppers; show results adapt")
     demo.add_argument(
         "--products",

@@ -6,7 +6,8 @@ Exception tree::
     ├── ConfigError             bad settings; never retriable
     ├── StoreError              the vector store (Milvus) failed
     │   └── StoreUnavailable    it could not be reached or timed out; retriable
-    └── EncoderError            the encoder failed
+    └── EncoderError            the encoder failed (bad texts, a failed forward pass, another model)
+        └── EncoderUnavailable  the encoder service could not be reached, timed out or was full; retriable
 
 Bad *input* is not an exception: decoding returns a rejection value
 (see ``streams.events``). Exceptions are for bugs and infrastructure.
@@ -42,3 +43,9 @@ class StoreUnavailable(StoreError):
 
 class EncoderError(StreamrecError):
     """The encoder could not embed the given texts."""
+
+
+class EncoderUnavailable(EncoderError):
+    """The encoder service could not answer in time; the call may succeed later."""
+
+    retriable = True

@@ -15,11 +15,17 @@ import faust
 import mode
 from aiohttp import web
 
+from encoders.cache import CachedEmbedder
+from encoders.client import RemoteEncoder
+from encoders.registry import load_model
 from encoders.runner import AsyncEncoder, Embedder
+from encoders.service import create_encoder_app
 from encoders.settings import EncoderSettings
-from encoders.text import TransformerTextEncoder
+from online_learning.settings import LearningSettings
 from ranker.api import create_api, create_health_app
+from ranker.impressions import KafkaSink
 from ranker.milvus_store import MilvusStore
+from ranker.models import ModelHolder, ModelWatcher
 from ranker.service import Recommender
 from ranker.settings import RankerSettings
 from ranker.store import VectorStore
@@ -58,8 +64,17 @@ class HttpService(mode.Service):
 def build_components(
     encoder_settings: EncoderSettings, ranker_settings: RankerSettings
 ) -> tuple[Embedder, VectorStore]:
-    """Load the encoder and open the vector store (both take seconds)."""
-    encoder = AsyncEncoder(TransformerTextEncoder(encoder_settings))
+    """Reach the encoder service (``STREAMREC_ENCODER_URL``) or load the model here; open the vector store.
+
+    Queries from the API go through an LRU cache; the worker's calls pass it
+    by (and, with a service, wait while it is down instead of failing).
+    """
+    base: Embedder
+    if encoder_settings.url:
+        base = RemoteEncoder.connect(encoder_settings)
+    else:
+        base = AsyncEncoder(load_model(encoder_settings).encoder)
+    encoder = CachedEmbedder(base, encoder_settings.cache_size, encoder_settings.cache_callers)
     store = MilvusStore(ranker_settings, dim=encoder.dim)
     return encoder, store
 
@@ -70,6 +85,29 @@ def _readiness(store: VectorStore) -> Any:
         return {"ready": True, "products": products}
 
     return check
+
+
+def build_api(store: VectorStore, encoder: Embedder, ranker_settings: RankerSettings) -> web.Application:
+    """The API wired to Kafka: impressions out, model snapshots in (hot-swapped)."""
+    stream_settings = StreamSettings()
+    learning = LearningSettings()
+    models = ModelHolder(learning.min_examples_to_serve, learning.min_auc)
+    sink = KafkaSink(stream_settings.connection(), stream_settings.topic_impressions)
+    watcher = ModelWatcher(models, stream_settings.connection(), stream_settings.topic_model)
+    recommender = Recommender(store, encoder, ranker_settings, models=models, impressions=sink)
+    app = create_api(recommender, ranker_settings, _readiness(store))
+
+    async def start(_: web.Application) -> None:
+        await sink.start()
+        await watcher.start()
+
+    async def stop(_: web.Application) -> None:
+        await watcher.stop()
+        await sink.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
 
 
 def run_worker(with_api: bool, create_topics: bool = True) -> None:
@@ -84,7 +122,7 @@ def run_worker(with_api: bool, create_topics: bool = True) -> None:
     worker = StreamWorker(stream_settings, store, encoder)
     readiness = _readiness(store)
     if with_api:
-        api = create_api(Recommender(store, encoder, ranker_settings), ranker_settings, readiness)
+        api = build_api(store, encoder, ranker_settings)
         worker.app.web_server(HttpService(api, ranker_settings.api_host, ranker_settings.api_port))
     else:
         # Only health, readiness and metrics on the worker's own port.
@@ -98,5 +136,13 @@ def run_api() -> None:
     """Run the API alone; it needs a Milvus server shared with the workers."""
     ranker_settings = RankerSettings()
     encoder, store = build_components(EncoderSettings(), ranker_settings)
-    api = create_api(Recommender(store, encoder, ranker_settings), ranker_settings, _readiness(store))
+    api = build_api(store, encoder, ranker_settings)
     web.run_app(api, host=ranker_settings.api_host, port=ranker_settings.api_port, access_log=None)
+
+
+def run_encoder() -> None:
+    """Run the encoder HTTP service; the model loads in the background and ``/readyz`` says when."""
+    settings = EncoderSettings()
+    app = create_encoder_app(settings)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None)
+    log.info("encoder service stopped")
