@@ -31,8 +31,12 @@ class Folded:
     """Profiles changed by a batch, with the index of each user's last event in it."""
 
     profiles: dict[str, tuple[UserProfile, int]]
-    applied: int
-    duplicates: int
+    applied: list[bool]  # per event, in order: False for a duplicate
+
+    @property
+    def duplicates(self) -> int:
+        """Events that changed nothing because they were applied before."""
+        return self.applied.count(False)
 
 
 class BehaviorUpdater:
@@ -55,7 +59,7 @@ class BehaviorUpdater:
             dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
         )
         changed: dict[str, tuple[UserProfile, int]] = {}
-        applied = 0
+        applied: list[bool] = []
         for index, event in enumerate(events):
             profile = changed[event.user_id][0] if event.user_id in changed else load(event.user_id)
             info = None
@@ -63,10 +67,10 @@ class BehaviorUpdater:
                 row = products[event.product_id]
                 info = ProductInfo(row.vector, row.category, row.brand, row.price)
             query_vector = query_vectors.get(event.query) if isinstance(event, Search) else None
-            if profile.apply(event, info, query_vector):
-                applied += 1
+            applied.append(profile.apply(event, info, query_vector))
+            if applied[-1]:
                 changed[event.user_id] = (profile, index)
-        return Folded(changed, applied, len(events) - applied)
+        return Folded(changed, applied)
 
     async def publish(self, profiles: Sequence[UserProfile]) -> None:
         """Upsert the serving view of changed profiles in one call."""

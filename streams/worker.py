@@ -33,7 +33,7 @@ from streams.updater import BehaviorUpdater
 log = logging.getLogger(__name__)
 RawEvent = EventT[bytes]
 
-EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "outcome"])
+EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "topic", "outcome"])
 DEAD_LETTERS = Counter("streamrec_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
 BATCH_SECONDS = Histogram(
     "streamrec_batch_seconds",
@@ -119,7 +119,7 @@ class StreamWorker:
         future = await self.dlq.send(key=key, value=rejection.raw, headers=headers, force=True)
         await future
         DEAD_LETTERS.labels(rejection.reason).inc()
-        EVENTS.labels(agent, "dead_lettered").inc()
+        EVENTS.labels(agent, message.topic, "dead_lettered").inc()
         log.warning(
             "dead-lettered %s/%s@%s: %s (%s)",
             message.topic,
@@ -169,7 +169,7 @@ class StreamWorker:
             await with_retries("upsert products", lambda: asyncio.to_thread(self.store.upsert_products, rows))
         if deletes:
             await with_retries("delete products", lambda: asyncio.to_thread(self.store.delete_products, deletes))
-        EVENTS.labels("catalog", "processed").inc(len(batch))
+        EVENTS.labels("catalog", self.settings.topic_products, "processed").inc(len(batch))
 
     async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
         kinds = self.settings.behavior_topics()
@@ -185,8 +185,8 @@ class StreamWorker:
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
         """Fold a batch of user events into profiles, save them, publish the changed users."""
         folded = await self.updater.fold([event for _, event in batch], self._load)
-        EVENTS.labels("behavior", "processed").inc(folded.applied)
-        EVENTS.labels("behavior", "duplicate").inc(folded.duplicates)
+        for (source, _), applied in zip(batch, folded.applied, strict=True):
+            EVENTS.labels("behavior", source.message.topic, "processed" if applied else "duplicate").inc()
         for user_id, (profile, index) in folded.profiles.items():
             self._save(user_id, profile, batch[index][0])
         await self.updater.publish([profile for profile, _ in folded.profiles.values()])

@@ -214,8 +214,8 @@ def stream() -> list[tuple[Panel, int]]:
         (
             timeseries(
                 "Events handled by agent and outcome",
-                "streamrec_events_total: processed, duplicate (dedup window) and dead_lettered, per agent.",
-                [(f"sum by (agent, outcome) ({rate('streamrec_events_total')})", "{{agent}} {{outcome}}")],
+                "streamrec_events_total: processed, duplicate (dedup window) and dead_lettered, per topic.",
+                [(f"sum by (topic, outcome) ({rate('streamrec_events_total')})", "{{topic}} {{outcome}}")],
                 "ops",
                 stack=True,
             ),

@@ -1,12 +1,14 @@
-"""A real Prometheus scrapes the running all-in-one process: throughput and freshness come back through PromQL."""
+"""A real Prometheus scrapes the all-in-one process and an encoder service: series come back through PromQL."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "streamrec-rules.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "streamrec.json"
 JOB = "streamrec-api"  # the job name the rules and the dashboard expect of an API (or all-in-one) process
+ENCODER_JOB = "streamrec-encoder"
 # Every wait is bounded: a 1 s scrape interval sees a change within a few seconds.
 START_TIMEOUT_S = 30.0
 SERIES_TIMEOUT_S = 45.0
@@ -74,17 +77,49 @@ class Prometheus:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
 
 
-def _ready(base_url: str) -> bool:
+def _ready(base_url: str, path: str = "/-/ready") -> bool:
     try:
-        with urllib.request.urlopen(base_url + "/-/ready", timeout=2) as response:
+        with urllib.request.urlopen(base_url + path, timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
 
 
 @pytest.fixture(scope="module")
-def prometheus(system: AllInOne, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Debian's Prometheus scraping the all-in-one API's /metrics every second, with the alert rules loaded."""
+def encoder_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamrec encoder` as its own process on loopback (the production shape); yields its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("encoder") / "encoder.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamrec.cli", "encoder", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(base_url, "/readyz"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"encoder not ready (exit {process.poll()}):\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    system: AllInOne, encoder_service: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """Debian's Prometheus scraping the all-in-one API and the encoder every second, with the alert rules loaded."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("the prometheus server is not installed: apt-get install prometheus (as .ci/run does)")
@@ -93,7 +128,13 @@ def prometheus(system: AllInOne, tmp_path_factory: pytest.TempPathFactory) -> It
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [
+            {"job_name": JOB, "static_configs": [{"targets": [target]}]},
+            {
+                "job_name": ENCODER_JOB,
+                "static_configs": [{"targets": [urllib.parse.urlsplit(encoder_service).netloc]}],
+            },
+        ],
     }
     (home / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -126,6 +167,20 @@ def prometheus(system: AllInOne, tmp_path_factory: pytest.TempPathFactory) -> It
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def test_the_encoder_service_is_scraped(prometheus: Prometheus, encoder_service: str) -> None:
+    """The encoder process is up for Prometheus and its request counter reflects a real embed call."""
+    request = urllib.request.Request(
+        encoder_service + "/v1/embed",
+        data=json.dumps({"texts": ["trail running shoes", "espresso beans"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert len(json.load(response)["vectors"]) == 2
+    _eventually(prometheus, "encoder up", lambda: prometheus.value(f'up{{job="{ENCODER_JOB}"}}') == 1)
+    ok = f'sum(streamrec_encoder_requests_total{{job="{ENCODER_JOB}", outcome="ok"}})'
+    _eventually(prometheus, "encoder requests", lambda: (prometheus.value(ok) or 0) >= 1)
 
 
 def _eventually(prometheus: Prometheus, what: str, check: Any) -> Any:
