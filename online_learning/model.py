@@ -18,7 +18,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from river import compose, facto, linear_model, metrics, optim, preprocessing
+from river import compose, facto, linear_model, metrics, optim
+
+from online_learning.scaling import FlooredScaler
 
 ModelKind = Literal["logreg", "fm"]
 
@@ -44,7 +46,7 @@ def _pipeline(kind: ModelKind, seed: int) -> compose.Pipeline:
         )
     else:
         classifier = linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4, intercept_lr=0.05)
-    return compose.Pipeline(preprocessing.StandardScaler(), classifier)
+    return compose.Pipeline(FlooredScaler(), classifier)
 
 
 class RankingModel:
@@ -78,7 +80,7 @@ class RankingModel:
     def score(self, features: dict[str, float]) -> Score:
         """Probability and per-feature contributions to the logit."""
         x = dict(features)
-        scaled = self.pipeline["StandardScaler"].transform_one(x)
+        scaled = self.pipeline[next(iter(self.pipeline.steps))].transform_one(x)
         classifier = self.pipeline[list(self.pipeline.steps)[-1]]
         # The logit comes straight from the classifier (read-only use of river's
         # private dot): recovered from the probability it lost precision past
