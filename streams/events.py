@@ -225,6 +225,7 @@ RejectReason = Literal[
     "not_an_object",
     "unsupported_schema_version",
     "invalid_fields",
+    "ts_out_of_range",
 ]
 
 

@@ -24,6 +24,7 @@ from online_learning.learner import Learner
 from online_learning.settings import LearningSettings
 from streams.events import Click, EventKind, Impression, Purchase, Rejection, decode
 from streams.settings import StreamSettings
+from streams.time_policy import arrival_ms, enforce
 
 log = logging.getLogger(__name__)
 RawEvent = EventT[bytes]
@@ -42,6 +43,7 @@ class LabelJoin:
         self.learning = learning
         self._dead_letter = dead_letter
         self._window_ms = int(learning.attribution_window_s * 1000)
+        self._time_policy = settings.time_policy()
         # JSON codec, no value_type: see the profiles table in streams/worker.py.
         self.state = app.Table("label-join", default=None, partitions=settings.topic_partitions)
         self.examples = app.topic(learning.topic_examples, key_serializer="raw", value_serializer="raw", partitions=1)
@@ -61,9 +63,14 @@ class LabelJoin:
             self.settings.batch_max_events, self.settings.batch_max_wait_s
         ):
             examples: list[tuple[str, Example]] = []
+            now_s = time.time()
             for event in events:
                 kind = self._kinds[event.message.topic]
                 result = decode(kind, event.value, self.settings.max_event_bytes)
+                if not isinstance(result, Rejection):
+                    arrival = arrival_ms(event.message.timestamp, now_s)
+                    # Counted once, by the behavior agent that reads the same clicks.
+                    result = enforce(result, event.value or b"", arrival, self._time_policy, count=False)
                 if isinstance(result, Rejection):
                     # Clicks and purchases are dead-lettered by the behavior
                     # agent; only impressions are this agent's alone.

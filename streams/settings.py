@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamrec.kafka_client import KafkaConnection, SaslMechanism, SecurityProtocol
+from streams.events import parse_ts
+from streams.time_policy import TimePolicy
 
 
 class StreamSettings(BaseSettings):
@@ -36,6 +40,12 @@ class StreamSettings(BaseSettings):
     product_batch_max: int = Field(64, ge=1, description="products embedded per encoder call")
     product_batch_wait_s: float = Field(0.2, gt=0)
     max_event_bytes: int = Field(64 * 1024, ge=256)
+    late_after_s: float = Field(60.0, ge=0, description="an event this much older than the user's newest is late")
+    max_future_s: float = Field(300.0, ge=0, description="how far ahead of its arrival an event time may be")
+    oldest_event_ts: str = Field("2000-01-01T00:00:00Z", description="events older than this are out of range")
+    out_of_range_ts: Literal["clamp", "reject"] = Field(
+        "clamp", description="clamp an out-of-range event time to its arrival time, or dead-letter the event"
+    )
     profile_half_life_s: float = Field(7 * 24 * 3600.0, gt=0, description="half-life of category/brand affinity")
     lag_interval_s: float = Field(5.0, gt=0, description="how often consumer lag is measured")
     worker_web_port: int = Field(6066, description="port of the worker's /metrics and health endpoints")
@@ -50,6 +60,14 @@ class StreamSettings(BaseSettings):
             sasl_username=self.kafka_sasl_username,
             sasl_password=self.kafka_sasl_password.get_secret_value(),
             ssl_cafile=self.kafka_ssl_cafile,
+        )
+
+    def time_policy(self) -> TimePolicy:
+        """Bounds on event time and what to do outside them."""
+        return TimePolicy(
+            max_future_ms=int(self.max_future_s * 1000),
+            oldest_ms=parse_ts(self.oldest_event_ts),
+            action=self.out_of_range_ts,
         )
 
     def behavior_topics(self) -> dict[str, str]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from encoders.runner import Embedder
 from ranker.store import Vector, VectorStore
@@ -19,6 +19,9 @@ from streams.events import Search, UserEvent
 from streams.profiles import ProductInfo, UserProfile
 from streams.retry import with_retries
 
+LATE_EVENTS = Counter(
+    "streamrec_late_events_total", "Events older than their shopper's newest event by more than the lateness bound"
+)
 FRESHNESS_SECONDS = Histogram(
     "streamrec_profile_freshness_seconds",
     "Event time to the user's profile being visible in the vector store",
@@ -42,9 +45,12 @@ class Folded:
 class BehaviorUpdater:
     """Applies batches of user events to profiles and publishes them to the store."""
 
-    def __init__(self, store: VectorStore, encoder: Embedder) -> None:
+    def __init__(self, store: VectorStore, encoder: Embedder, late_after_ms: int = 60_000) -> None:
         self.store = store
         self.encoder = encoder
+        # Late events are still applied (decayed scores are order-insensitive);
+        # they are counted so a lagging producer shows on a dashboard.
+        self.late_after_ms = late_after_ms
 
     async def fold(self, events: Sequence[UserEvent], load: Callable[[str], UserProfile]) -> Folded:
         """Apply events in order; ``load`` gives a user's current profile."""
@@ -67,7 +73,10 @@ class BehaviorUpdater:
                 row = products[event.product_id]
                 info = ProductInfo(row.vector, row.category, row.brand, row.price)
             query_vector = query_vectors.get(event.query) if isinstance(event, Search) else None
+            late = bool(profile.last_event_ms) and event.ts < profile.last_event_ms - self.late_after_ms
             applied.append(profile.apply(event, info, query_vector))
+            if applied[-1] and late:
+                LATE_EVENTS.inc()
             if applied[-1]:
                 changed[event.user_id] = (profile, index)
         return Folded(changed, applied)

@@ -28,6 +28,7 @@ from streams.lag import LagProbe
 from streams.profiles import UserProfile
 from streams.retry import with_retries
 from streams.settings import StreamSettings
+from streams.time_policy import arrival_ms, enforce
 from streams.updater import BehaviorUpdater
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class StreamWorker:
         self.store = store
         self.encoder = encoder
         self._half_life_ms = settings.profile_half_life_s * 1000
-        self.updater = BehaviorUpdater(store, encoder)
+        self._time_policy = settings.time_policy()
+        self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000))
         self.app = faust.App(
             settings.app_id,
             **settings.connection().faust(),
@@ -133,8 +135,12 @@ class StreamWorker:
         self, events: Sequence[RawEvent], agent: str, kind_of: Callable[[RawEvent], Any]
     ) -> list[tuple[RawEvent, Any]]:
         accepted = []
+        now_s = time.time()
         for event in events:
             result = decode(kind_of(event), event.value, self.settings.max_event_bytes)
+            if not isinstance(result, Rejection):
+                arrival = arrival_ms(event.message.timestamp, now_s)
+                result = enforce(result, event.value or b"", arrival, self._time_policy)
             if isinstance(result, Rejection):
                 await self._dead_letter(event, result, agent)
             else:
