@@ -79,15 +79,22 @@ def build_components(
     return encoder, store
 
 
-def _readiness(store: VectorStore) -> Any:
+def _readiness(store: VectorStore, app: faust.App | None = None) -> Any:
+    """Ready when the store answers and, in a worker, no table is recovering from its changelog."""
+
     async def check() -> dict[str, Any]:
         products = await asyncio.to_thread(store.count_products)
-        return {"ready": True, "products": products}
+        # Faust sets in_recovery while tables rebuild (at start and after each
+        # rebalance); answers served meanwhile would miss recovered state.
+        recovering = bool(app is not None and app.in_recovery)
+        return {"ready": not recovering, "recovering": recovering, "products": products}
 
     return check
 
 
-def build_api(store: VectorStore, encoder: Embedder, ranker_settings: RankerSettings) -> web.Application:
+def build_api(
+    store: VectorStore, encoder: Embedder, ranker_settings: RankerSettings, worker_app: faust.App | None = None
+) -> web.Application:
     """The API wired to Kafka: impressions out, model snapshots in (hot-swapped)."""
     stream_settings = StreamSettings()
     learning = LearningSettings()
@@ -95,7 +102,7 @@ def build_api(store: VectorStore, encoder: Embedder, ranker_settings: RankerSett
     sink = KafkaSink(stream_settings.connection(), stream_settings.topic_impressions)
     watcher = ModelWatcher(models, stream_settings.connection(), stream_settings.topic_model)
     recommender = Recommender(store, encoder, ranker_settings, models=models, impressions=sink)
-    app = create_api(recommender, ranker_settings, _readiness(store))
+    app = create_api(recommender, ranker_settings, _readiness(store, worker_app))
 
     async def start(_: web.Application) -> None:
         await sink.start()
@@ -120,13 +127,12 @@ def run_worker(with_api: bool, create_topics: bool = True) -> None:
             log.info("created topics: %s", ", ".join(created))
     encoder, store = build_components(EncoderSettings(), ranker_settings)
     worker = StreamWorker(stream_settings, store, encoder)
-    readiness = _readiness(store)
     if with_api:
-        api = build_api(store, encoder, ranker_settings)
+        api = build_api(store, encoder, ranker_settings, worker.app)
         worker.app.web_server(HttpService(api, ranker_settings.api_host, ranker_settings.api_port))
     else:
         # Only health, readiness and metrics on the worker's own port.
-        health = create_health_app(readiness)
+        health = create_health_app(_readiness(store, worker.app))
         worker.app.web_server(HttpService(health, "0.0.0.0", stream_settings.worker_web_port))
     loglevel = os.environ.get("STREAMREC_LOG_LEVEL", "info")
     faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
