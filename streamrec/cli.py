@@ -97,6 +97,40 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dlq_inspect(args: argparse.Namespace) -> int:
+    from streams.dlq_commands import inspect_command
+    from streams.settings import StreamSettings
+
+    return inspect_command(
+        StreamSettings(),
+        reasons=args.reason,
+        source_topic=args.source_topic,
+        since=args.since,
+        limit=args.limit,
+        as_json=args.json,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
+def _cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from streams.dlq_commands import replay_command
+    from streams.settings import StreamSettings
+
+    return replay_command(
+        StreamSettings(),
+        reasons=args.reason,
+        source_topic=args.source_topic,
+        since=args.since,
+        limit=args.limit,
+        dry_run=args.dry_run,
+        yes=args.yes,
+        stdin=sys.stdin,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``streamrec``."""
     parser = argparse.ArgumentParser(prog="streamrec", description=__doc__.splitlines()[0])
@@ -140,6 +174,33 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = command("schemas", "write the JSON Schemas of the events")
     schemas.add_argument("--out", default="streams/schemas", help="output directory (default streams/schemas)")
     schemas.set_defaults(run=_cmd_schemas)
+    # `command()` adds the shared flags to the parser it makes; here they belong on the leaves
+    # (a value given on `dlq` itself would be reset by the leaf's default), so
+    # `streamrec dlq inspect --kafka HOST:PORT` works.
+    dlq_text = "inspect and replay the dead-letter topic"
+    dlq_commands = commands.add_parser("dlq", help=dlq_text, description=dlq_text).add_subparsers(
+        dest="dlq_command", required=True
+    )
+    inspect_text = "print dead letters, one a line, then a count by reason"
+    dlq_inspect = dlq_commands.add_parser("inspect", help=inspect_text, description=inspect_text)
+    dlq_inspect.add_argument("--json", action="store_true", help="JSON lines (key and value base64 when not UTF-8)")
+    dlq_inspect.set_defaults(run=_cmd_dlq_inspect)
+    replay_text = "send dead letters back to their source topics (after a fix), waiting for every ack"
+    dlq_replay = dlq_commands.add_parser("replay", help=replay_text, description=replay_text)
+    dlq_replay.add_argument("--dry-run", action="store_true", help="show what would be replayed; send nothing")
+    dlq_replay.add_argument("--yes", action="store_true", help="do not ask (required when stdin is not a terminal)")
+    dlq_replay.set_defaults(run=_cmd_dlq_replay)
+    # Filters pick letters for one run, so they have no environment fallback.
+    for sub in (dlq_inspect, dlq_replay):
+        _add_shared(sub)
+        sub.add_argument("--reason", action="append", default=None, help="only this reason (repeatable)")
+        sub.add_argument("--source-topic", default=None, help="only letters from this topic")
+        sub.add_argument(
+            "--since",
+            default=None,
+            help="only letters written at or after (ISO-8601, or epoch ms; below 1e11 read as seconds)",
+        )
+        sub.add_argument("--limit", type=int, default=None, help="at most this many letters")
     return parser
 
 

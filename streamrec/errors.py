@@ -6,8 +6,9 @@ Exception tree::
     ├── ConfigError             bad settings; never retriable
     ├── StoreError              the vector store (Milvus) failed
     │   └── StoreUnavailable    it could not be reached or timed out; retriable
-    └── EncoderError            the encoder failed (bad texts, a failed forward pass, another model)
-        └── EncoderUnavailable  the encoder service could not be reached, timed out or was full; retriable
+    ├── EncoderError            the encoder failed (bad texts, a failed forward pass, another model)
+    │   └── EncoderUnavailable  the encoder service could not be reached, timed out or was full; retriable
+    └── DeadLetterUnavailable   (streams.dlq) the dead-letter topic could not be read or written; retriable
 
 Bad *input* is not an exception: decoding returns a rejection value
 (see ``streams.events``). Exceptions are for bugs and infrastructure.
