@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,28 @@ def _ready(base_url: str, path: str = "/-/ready") -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _running(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float, log: Path
+) -> Iterator[None]:
+    """Wait until ``ready()``; always stop the process (SIGTERM, then SIGKILL) afterwards."""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                pytest.fail(f"{process.args!r} not ready (exit {process.poll()}):\n{tail}")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 @pytest.fixture(scope="module")
 def encoder_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`streamrec encoder` as its own process on loopback (the production shape); yields its base URL."""
@@ -99,20 +122,8 @@ def encoder_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             start_new_session=True,
         )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _ready(base_url, "/readyz"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"encoder not ready (exit {process.poll()}):\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+    with _running(process, lambda: _ready(base_url, "/readyz"), 120, log):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -153,20 +164,8 @@ def prometheus(
             start_new_session=True,
         )
     server = Prometheus(f"http://127.0.0.1:{port}", process, log)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _ready(server.base_url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not become ready (exit {process.poll()}):\n{server.log_tail()}")
-            time.sleep(0.2)
+    with _running(process, lambda: _ready(server.base_url), START_TIMEOUT_S, log):
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def test_the_encoder_service_is_scraped(prometheus: Prometheus, encoder_service: str) -> None:
