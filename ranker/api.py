@@ -128,6 +128,16 @@ async def similar(request: web.Request) -> web.Response:
     return _respond(results, started, _explain(request), product_id=product_id)
 
 
+async def user_profile(request: web.Request) -> web.Response:
+    """GET /v1/users/{user_id}: the profile features the ranking uses (for support and debugging)."""
+    user_id = _id(request, "user_id", request.match_info["user_id"])
+    assert user_id is not None
+    user = await request.app[RECOMMENDER].profile(user_id)
+    if user is None:
+        return web.json_response({"error": "not_found", "user_id": user_id}, status=404)
+    return web.json_response({"user_id": user.user_id, "updated_at": user.updated_at, "features": user.features})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
@@ -188,4 +198,5 @@ def create_api(recommender: Recommender, settings: RankerSettings, readiness: Re
     app.router.add_get("/v1/search", search)
     app.router.add_get("/v1/recommendations", recommendations)
     app.router.add_get("/v1/similar/{product_id}", similar)
+    app.router.add_get("/v1/users/{user_id}", user_profile)
     return app

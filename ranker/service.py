@@ -244,6 +244,10 @@ class Recommender:
         items = [RankedItem(row, 0.0, {}) for row in interleave_categories(rows, k)]
         return self._results(items, 0, strategy="popular", personalized=False, user_id=None, query=None, surface=None)
 
+    async def profile(self, user_id: str) -> UserRow | None:
+        """The serving view of a shopper's profile, or None for an unknown shopper."""
+        return await self._user(user_id)
+
     async def similar(self, product_id: str, k: int) -> Results | None:
         """Products like this one, or None if it is unknown."""
         found = await asyncio.to_thread(self._store.get_products, [product_id])

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -18,7 +19,7 @@ from encoders.text import HashingTextEncoder
 from ranker.api import create_api
 from ranker.service import Recommender
 from ranker.settings import RankerSettings
-from ranker.store import Hit, MemoryStore, ProductFilter, ProductRow, Vector
+from ranker.store import Hit, MemoryStore, ProductFilter, ProductRow, UserRow, Vector
 from streamrec.errors import StoreError, StoreUnavailable
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
@@ -130,6 +131,17 @@ def test_similar_returns_other_products(make_app: Callable[..., web.Application]
     body = reply.json()
     assert body["product_id"] == "shoe-red"
     assert "shoe-red" not in [item["product_id"] for item in body["items"]]
+
+
+def test_user_profile_shows_the_features_ranking_uses(make_app: Callable[..., web.Application]) -> None:
+    """/v1/users/{id} returns a known shopper's features and update time; an unknown shopper is a 404."""
+    store = MemoryStore()
+    zero = np.zeros(64, dtype=np.float32)
+    store.upsert_users([UserRow("u1", zero, zero, {"categories": {"shoes": 1.0}, "events": 3}, 42)])
+    known, unknown, bad = fetch(make_app(store), "/v1/users/u1", "/v1/users/nobody", "/v1/users/o%27brien")
+    assert known.json() == {"user_id": "u1", "updated_at": 42, "features": {"categories": {"shoes": 1.0}, "events": 3}}
+    assert (unknown.status, unknown.json()["error"]) == (404, "not_found")
+    assert (bad.status, bad.json()["parameter"]) == (400, "user_id")
 
 
 def test_similar_of_unknown_product_is_404(make_app: Callable[..., web.Application]) -> None:
