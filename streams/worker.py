@@ -78,6 +78,7 @@ class StreamWorker:
             web_port=settings.worker_web_port,
             web_host="127.0.0.1",
             producer_acks=-1,
+            broker_session_timeout=settings.session_timeout_s,
             # Standbys double changelog reads on a single node for no gain;
             # production sets replicas > 1 through the chart.
             table_standby_replicas=0,
@@ -207,6 +208,8 @@ class StreamWorker:
         # Set the value and send the changelog record to the source event's
         # partition explicitly: inside a batch faust's "current event" is not
         # the event that changed this key, so the implicit partition is wrong.
+        # Not awaited: faust flushes the producer before it commits offsets,
+        # so no offset is committed ahead of the state it produced.
         value = profile.to_dict()
         self.profiles.data[user_id] = value
         self.profiles.send_changelog(source.message.partition, user_id, value)

@@ -54,6 +54,8 @@ def system(kafka: LocalKafka, system_dir: Path) -> Iterator[AllInOne]:
             "STREAMREC_JOIN_TICK_S": "0.5",
             "STREAMREC_SNAPSHOT_INTERVAL_S": "1",
             "STREAMREC_MIN_EXAMPLES_TO_SERVE": "40",
+            # A killed worker's partitions are taken over after this (chaos tests).
+            "STREAMREC_SESSION_TIMEOUT_S": "10",
         },
         system_dir / "streamrec.log",
         api_port=free_port(),
