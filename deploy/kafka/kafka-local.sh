@@ -27,7 +27,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$SCRIPT_DIR/pom.xml"
 
 # Single source of truth for the Kafka version: the <kafka.version> property of the pom.
-KAFKA_VERSION="$(sed -n 's:.*<kafka\.version>\([^<]*\)</kafka\.version>.*:\1:p' "$POM" | head -n 1)"
+KAFKA_VERSION="$(sed -n 's:.*<kafka\.version>\([^<]*\)</kafka\.version>.*:\1:p;T;q' "$POM")"
 if [[ -z "$KAFKA_VERSION" ]]; then
   echo "kafka-local: cannot read <kafka.version> from $POM" >&2
   exit 2
