@@ -8,7 +8,8 @@ Exception tree::
     │   └── StoreUnavailable    it could not be reached or timed out; retriable
     ├── EncoderError            the encoder failed (bad texts, a failed forward pass, another model)
     │   └── EncoderUnavailable  the encoder service could not be reached, timed out or was full; retriable
-    └── DeadLetterUnavailable   (streams.dlq) the dead-letter topic could not be read or written; retriable
+    ├── DeadLetterUnavailable   (streams.dlq) the dead-letter topic could not be read or written; retriable
+    └── InjectedFault           (streamrec.failpoints) a failpoint fired; never retriable
 
 Bad *input* is not an exception: decoding returns a rejection value
 (see ``streams.events``). Exceptions are for bugs and infrastructure.
@@ -50,3 +51,7 @@ class EncoderUnavailable(EncoderError):
     """The encoder service could not answer in time; the call may succeed later."""
 
     retriable = True
+
+
+class InjectedFault(StreamrecError):
+    """A failpoint named in ``STREAMREC_FAILPOINTS`` fired (fault tests only)."""

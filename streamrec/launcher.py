@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import StreamSettings
 
@@ -120,12 +120,22 @@ class ApiClient:
             raise RuntimeError(f"GET {path} answered {status}: {body}")
         return body
 
-    def metric(self, name: str) -> float | None:
-        """A metric from ``/metrics`` summed over its label sets, or None if it is not exported."""
+    def metric(self, name: str, **labels: str) -> float | None:
+        """A metric from ``/metrics`` summed over the samples whose labels include ``labels``; None if none."""
         with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=self._timeout_s) as response:
             text = response.read().decode()
-        values = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE)
-        return sum(float(value) for value in values) if values else None
+        values = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        ]
+        return sum(values) if values else None
+
+    def profile_events(self, user_id: str) -> int:
+        """How many events the shopper's served profile reflects (0 for an unknown shopper)."""
+        status, body = self.get(f"/v1/users/{urllib.parse.quote(user_id, safe='')}")
+        return int(body["features"]["events"]) if status == 200 else 0
 
     def ready(self) -> dict[str, Any] | None:
         """The readiness body, or None while the API is not up or not ready."""
@@ -137,20 +147,31 @@ class ApiClient:
 
 
 class AllInOne:
-    """``streamrec all-in-one`` as a child process."""
+    """``streamrec all-in-one`` (or another subcommand) as a child process.
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, api_port: int) -> None:
-        self._env = {**os.environ, **env, "STREAMREC_API_PORT": str(api_port)}
+    ``port`` is where the process answers ``/readyz`` and ``/metrics``: the
+    API port of ``all-in-one``, the worker's own web port of ``worker``.
+    """
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, api_port: int, command: str = "all-in-one") -> None:
+        port_variable = "STREAMREC_WORKER_WEB_PORT" if command == "worker" else "STREAMREC_API_PORT"
+        self._env = {**os.environ, **env, port_variable: str(api_port)}
+        self._command = command
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self.api = ApiClient(f"http://127.0.0.1:{api_port}")
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs."""
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
 
     def start(self, timeout_s: float = 180.0) -> None:
         """Start the process and wait until the API reports ready."""
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "streamrec.cli", "all-in-one"],
+                [sys.executable, "-m", "streamrec.cli", self._command],
                 env=self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -159,12 +180,12 @@ class AllInOne:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"all-in-one exited with {self._process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self._command} exited with {self._process.returncode}:\n{self.log_tail()}")
             if self.api.ready() is not None:
                 return
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"all-in-one not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self._command} not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the process log."""

@@ -226,6 +226,7 @@ RejectReason = Literal[
     "unsupported_schema_version",
     "invalid_fields",
     "ts_out_of_range",
+    "processing_failed",  # decoded, but its processing kept failing (a poison message)
 ]
 
 

@@ -12,16 +12,19 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust import Stream
 from faust.types import EventT, StreamT
 from prometheus_client import Counter
 
 from online_learning.join import CLICK_WEIGHT, PURCHASE_WEIGHT, Example, JoinState
 from online_learning.learner import Learner
 from online_learning.settings import LearningSettings
+from streamrec import failpoints
+from streams import changelog
+from streams.batching import RangeReader, take_batches
+from streams.contain import apply_contained
 from streams.events import Click, EventKind, Impression, Purchase, Rejection, decode
 from streams.settings import StreamSettings
 from streams.time_policy import arrival_ms, enforce
@@ -37,14 +40,21 @@ class LabelJoin:
     """Registers the join agent, its expiry timer and the learner on a faust app."""
 
     def __init__(
-        self, app: faust.App, settings: StreamSettings, learning: LearningSettings, dead_letter: DeadLetter
+        self,
+        app: faust.App,
+        settings: StreamSettings,
+        learning: LearningSettings,
+        dead_letter: DeadLetter,
+        refetch: RangeReader | None = None,
     ) -> None:
         self.settings = settings
+        self._refetch = refetch
         self.learning = learning
         self._dead_letter = dead_letter
         self._window_ms = int(learning.attribution_window_s * 1000)
         self._time_policy = settings.time_policy()
         # JSON codec, no value_type: see the profiles table in streams/worker.py.
+        self._lock = asyncio.Lock()
         self.state = app.Table("label-join", default=None, partitions=settings.topic_partitions)
         self.examples = app.topic(learning.topic_examples, key_serializer="raw", value_serializer="raw", partitions=1)
         self._kinds: dict[str, EventKind] = {
@@ -59,10 +69,10 @@ class LabelJoin:
         app.task(self.learner.run)
 
     async def _agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
-        async for events in cast(Stream[bytes], stream).take_events(
-            self.settings.batch_max_events, self.settings.batch_max_wait_s
+        async for events in take_batches(
+            stream, self.settings.batch_max_events, self.settings.batch_max_wait_s, self._refetch
         ):
-            examples: list[tuple[str, Example]] = []
+            accepted: list[tuple[RawEvent, Impression | Click | Purchase]] = []
             now_s = time.time()
             for event in events:
                 kind = self._kinds[event.message.topic]
@@ -78,41 +88,61 @@ class LabelJoin:
                         await self._dead_letter(event, result, "labels")
                     continue
                 if isinstance(result, Impression | Click | Purchase):
-                    examples += [(result.user_id, ex) for ex in self._apply(result, event.message.partition)]
-            await self._emit(examples)
+                    accepted.append((event, result))
+            await apply_contained("labels", accepted, self.apply, self._dead_letter)
             yield None
 
-    def _apply(self, event: Impression | Click | Purchase, partition: int) -> list[Example]:
+    async def apply(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
+        """Join a batch; state is saved only once its examples are written, so a failed batch changes nothing."""
+        async with self._lock:  # one writer at a time: this and the expiry timer
+            await self._apply_batch(batch)
+
+    async def _apply_batch(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
         now_ms = int(time.time() * 1000)
-        state = JoinState(self.state.get(event.user_id), self._window_ms)
+        states: dict[str, tuple[JoinState, int]] = {}
+        examples: list[tuple[str, Example]] = []
+        for source, event in batch:
+            failpoints.check("labels.event", event.event_id)
+            state = states[event.user_id][0] if event.user_id in states else self._load(event.user_id)
+            states[event.user_id] = (state, source.message.partition)
+            examples += [(event.user_id, example) for example in self._apply(state, event, now_ms)]
+        await self._emit(examples)
+        await self._save([(user_id, state, partition) for user_id, (state, partition) in states.items()])
+
+    def _load(self, user_id: str) -> JoinState:
+        # A deep copy (through JSON) so changes stay off the table until saved.
+        stored = self.state.get(user_id)
+        return JoinState(json.loads(json.dumps(stored)) if stored is not None else None, self._window_ms)
+
+    @staticmethod
+    def _apply(state: JoinState, event: Impression | Click | Purchase, now_ms: int) -> list[Example]:
         if isinstance(event, Impression):
             items = [item.model_dump() for item in event.items]
-            examples = state.add_impression(event.event_id, event.ts, items, now_ms)
-        else:
-            request_id = event.request_id if isinstance(event, Click) else None
-            weight = CLICK_WEIGHT if isinstance(event, Click) else PURCHASE_WEIGHT
-            examples = state.add_label(request_id, event.product_id, weight, event.ts, now_ms)
-        self._save(event.user_id, state, partition)
-        return examples
+            return state.add_impression(event.event_id, event.ts, items, now_ms)
+        request_id = event.request_id if isinstance(event, Click) else None
+        weight = CLICK_WEIGHT if isinstance(event, Click) else PURCHASE_WEIGHT
+        return state.add_label(request_id, event.product_id, weight, event.ts, now_ms)
 
-    def _save(self, user_id: str, state: JoinState, partition: int) -> None:
+    async def _save(self, states: Sequence[tuple[str, JoinState, int]]) -> None:
         # As with profiles: name the partition, faust's implicit one is wrong in batches.
-        state.data["partition"] = partition
-        self.state.data[user_id] = state.data
-        self.state.send_changelog(partition, user_id, state.data)
+        for _, state, partition in states:
+            state.data["partition"] = partition
+        await changelog.write(self.state, [(partition, user_id, state.data) for user_id, state, partition in states])
 
     async def close_expired(self) -> None:
         """Turn unlabeled items of impressions whose window closed into negatives."""
-        now_ms = int(time.time() * 1000)
-        examples: list[tuple[str, Example]] = []
-        for user_id, data in list(self.state.data.items()):
-            state = JoinState(data, self._window_ms)
-            deadline = state.next_deadline()
-            if deadline is None or deadline > now_ms:
-                continue
-            examples += [(user_id, ex) for ex in state.close_expired(now_ms)]
-            self._save(user_id, state, int(data.get("partition", 0)))
-        await self._emit(examples)
+        async with self._lock:
+            now_ms = int(time.time() * 1000)
+            examples: list[tuple[str, Example]] = []
+            closed: list[tuple[str, JoinState, int]] = []
+            for user_id, data in list(self.state.data.items()):
+                if (deadline := JoinState(data, self._window_ms).next_deadline()) is None or deadline > now_ms:
+                    continue
+                state = self._load(user_id)
+                examples += [(user_id, ex) for ex in state.close_expired(now_ms)]
+                closed.append((user_id, state, int(data.get("partition", 0))))
+            await self._emit(examples)
+            await self._save(closed)
 
     async def _emit(self, examples: Sequence[tuple[str, Example]]) -> None:
         futures = [

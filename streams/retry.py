@@ -7,10 +7,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from prometheus_client import Counter
+
 from streamrec.errors import StreamrecError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+RETRIES = Counter(
+    "streamrec_retries_total", "Retries after a retriable infrastructure error (the stream waits)", ["operation"]
+)
 
 # Short first steps absorb a blip; the 5 s ceiling keeps a stalled stream
 # probing a recovering Milvus often enough to resume within seconds.
@@ -32,5 +38,6 @@ async def with_retries(what: str, call: Callable[[], Awaitable[T]]) -> T:
                 raise
             delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
             attempt += 1
+            RETRIES.labels(what).inc()
             log.warning("%s failed (attempt %d), retrying in %.2fs: %s", what, attempt, delay, exc)
             await asyncio.sleep(delay)

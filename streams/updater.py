@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
 
 from encoders.runner import Embedder
 from ranker.store import Vector, VectorStore
+from streamrec import failpoints
 from streams.events import Search, UserEvent
 from streams.profiles import ProductInfo, UserProfile
 from streams.retry import with_retries
@@ -35,6 +36,10 @@ class Folded:
 
     profiles: dict[str, tuple[UserProfile, int]]
     applied: list[bool]  # per event, in order: False for a duplicate
+    # Users whose events in the batch were all duplicates. A replay after a
+    # crash may find the profile saved but its serving row never written, so
+    # these are published again (an idempotent upsert of the saved state).
+    replayed: dict[str, UserProfile] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -65,9 +70,14 @@ class BehaviorUpdater:
             dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
         )
         changed: dict[str, tuple[UserProfile, int]] = {}
+        replayed: dict[str, UserProfile] = {}
         applied: list[bool] = []
         for index, event in enumerate(events):
-            profile = changed[event.user_id][0] if event.user_id in changed else load(event.user_id)
+            failpoints.check("behavior.event", event.event_id)
+            if event.user_id in changed:
+                profile = changed[event.user_id][0]
+            else:
+                profile = replayed.pop(event.user_id) if event.user_id in replayed else load(event.user_id)
             info = None
             if not isinstance(event, Search) and event.product_id in products:
                 row = products[event.product_id]
@@ -79,14 +89,16 @@ class BehaviorUpdater:
                 LATE_EVENTS.inc()
             if applied[-1]:
                 changed[event.user_id] = (profile, index)
-        return Folded(changed, applied)
+            elif event.user_id not in changed:
+                replayed[event.user_id] = profile
+        return Folded(changed, applied, replayed)
 
-    async def publish(self, profiles: Sequence[UserProfile]) -> None:
-        """Upsert the serving view of changed profiles in one call."""
-        rows = [profile.to_row(self.encoder.dim) for profile in profiles]
+    async def publish(self, profiles: Sequence[UserProfile], replayed: Sequence[UserProfile] = ()) -> None:
+        """Upsert the serving view of changed and replayed profiles in one call."""
+        rows = [profile.to_row(self.encoder.dim) for profile in [*profiles, *replayed]]
         if not rows:
             return
         await with_retries("upsert users", lambda: asyncio.to_thread(self.store.upsert_users, rows))
         now_ms = time.time() * 1000
-        for profile in profiles:
+        for profile in profiles:  # a replayed profile's age says nothing about freshness
             FRESHNESS_SECONDS.observe(max(0.0, now_ms - profile.last_event_ms) / 1000)

@@ -12,16 +12,19 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust import Stream
 from faust.types import EventT, StreamT
 from prometheus_client import Counter, Histogram
 
 from encoders.runner import Embedder
 from online_learning.settings import LearningSettings
 from ranker.store import ProductRow, VectorStore
+from streamrec import failpoints
+from streams import changelog, sensors
+from streams.batching import RangeReader, take_batches
+from streams.contain import apply_contained
 from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
 from streams.labels import LabelJoin
 from streams.lag import LagProbe
@@ -63,6 +66,7 @@ class StreamWorker:
         self.encoder = encoder
         self._half_life_ms = settings.profile_half_life_s * 1000
         self._time_policy = settings.time_policy()
+        self.refetch = RangeReader(settings.connection().aiokafka())
         self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000))
         self.app = faust.App(
             settings.app_id,
@@ -92,9 +96,10 @@ class StreamWorker:
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
-        self.labels = LabelJoin(self.app, settings, learning or LearningSettings(), self._dead_letter)
+        self.labels = LabelJoin(self.app, settings, learning or LearningSettings(), self._dead_letter, self.refetch)
         self.lag = LagProbe(settings.connection(), settings.app_id)
         self.app.timer(settings.lag_interval_s, name="consumer-lag")(self._measure_lag)
+        sensors.install(self.app)
 
     async def _measure_lag(self) -> None:
         owned = [
@@ -149,11 +154,12 @@ class StreamWorker:
         return accepted
 
     async def _catalog_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
-        async for events in cast(Stream[bytes], stream).take_events(
-            self.settings.product_batch_max, self.settings.product_batch_wait_s
+        async for events in take_batches(
+            stream, self.settings.product_batch_max, self.settings.product_batch_wait_s, self.refetch
         ):
             started = time.perf_counter()
-            await self.apply_catalog(await self._decoded(events, "catalog", lambda _: "products"))
+            accepted = await self._decoded(events, "catalog", lambda _: "products")
+            await apply_contained("catalog", accepted, self.apply_catalog, self._dead_letter)
             BATCH_SECONDS.labels("catalog").observe(time.perf_counter() - started)
             yield None
 
@@ -161,6 +167,7 @@ class StreamWorker:
         """Embed and upsert the newest state of each product in the batch."""
         newest: dict[str, ProductUpsert | ProductDelete] = {}
         for _, event in batch:
+            failpoints.check("catalog.event", event.event_id)
             seen = newest.get(event.product_id)
             if seen is None or event.ts >= seen.ts:
                 newest[event.product_id] = event
@@ -180,36 +187,35 @@ class StreamWorker:
 
     async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
         kinds = self.settings.behavior_topics()
-        async for events in cast(Stream[bytes], stream).take_events(
-            self.settings.batch_max_events, self.settings.batch_max_wait_s
+        async for events in take_batches(
+            stream, self.settings.batch_max_events, self.settings.batch_max_wait_s, self.refetch
         ):
             started = time.perf_counter()
             accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
-            await self.apply_behavior(accepted)
+            await apply_contained("behavior", accepted, self.apply_behavior, self._dead_letter)
             BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
             yield None
 
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
         """Fold a batch of user events into profiles, save them, publish the changed users."""
         folded = await self.updater.fold([event for _, event in batch], self._load)
+        # The changelog records go to each source event's partition explicitly:
+        # inside a batch faust's "current event" is not the one that changed
+        # the key. Saved before the serving rows are written; a crash between
+        # the two is healed by the replay (see ``Folded.replayed``).
+        await changelog.write(
+            self.profiles,
+            [
+                (batch[index][0].message.partition, user_id, profile.to_dict())
+                for user_id, (profile, index) in folded.profiles.items()
+            ],
+        )
+        await self.updater.publish([profile for profile, _ in folded.profiles.values()], list(folded.replayed.values()))
         for (source, _), applied in zip(batch, folded.applied, strict=True):
             EVENTS.labels("behavior", source.message.topic, "processed" if applied else "duplicate").inc()
-        for user_id, (profile, index) in folded.profiles.items():
-            self._save(user_id, profile, batch[index][0])
-        await self.updater.publish([profile for profile, _ in folded.profiles.values()])
 
     def _load(self, user_id: str) -> UserProfile:
         stored = self.profiles.get(user_id)
         if stored is None:
             return UserProfile(user_id, self._half_life_ms)
         return UserProfile.from_dict(stored, self._half_life_ms)
-
-    def _save(self, user_id: str, profile: UserProfile, source: RawEvent) -> None:
-        # Set the value and send the changelog record to the source event's
-        # partition explicitly: inside a batch faust's "current event" is not
-        # the event that changed this key, so the implicit partition is wrong.
-        # Not awaited: faust flushes the producer before it commits offsets,
-        # so no offset is committed ahead of the state it produced.
-        value = profile.to_dict()
-        self.profiles.data[user_id] = value
-        self.profiles.send_changelog(source.message.partition, user_id, value)

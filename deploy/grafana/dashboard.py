@@ -483,6 +483,62 @@ def errors() -> list[tuple[Panel, int]]:
     ]
 
 
+def reliability() -> list[tuple[Panel, int]]:
+    """Waiting on dependencies, poison messages, commits and rebalances."""
+    return [
+        (
+            timeseries(
+                "Retries of unavailable dependencies",
+                "Retries per second while Milvus or the encoder is unreachable; the stream waits, nothing is dropped.",
+                [(f"sum by (operation) ({rate('streamrec_retries_total')})", "{{operation}}")],
+                "ops",
+                stack=True,
+            ),
+            6,
+        ),
+        (
+            timeseries(
+                "Poison messages",
+                "Batches that failed and were replayed event by event, and retries of single events before "
+                "they were dead-lettered as processing_failed.",
+                [
+                    (f"sum by (agent) ({rate('streamrec_failed_batches_total')})", "{{agent}} failed batches"),
+                    (f"sum by (agent) ({rate('streamrec_poison_retries_total')})", "{{agent}} retries"),
+                ],
+                "ops",
+            ),
+            6,
+        ),
+        (
+            timeseries(
+                "Age of the last offset commit",
+                "Seconds since each worker last committed offsets. Growing while lag is not zero means "
+                "the worker is stuck.",
+                [
+                    (
+                        f"time() - max by (instance) ({selector('streamrec_last_commit_timestamp_seconds')})",
+                        "{{instance}}",
+                    )
+                ],
+                "s",
+            ),
+            6,
+        ),
+        (
+            timeseries(
+                "Rebalance to recovered",
+                "From a rebalance starting to its tables recovered and processing resumed; rebalances per minute.",
+                [
+                    (quantile(0.99, "streamrec_recovery_seconds"), "p99 recovery"),
+                    (f"sum({rate('streamrec_rebalances_total')}) * 60", "rebalances/min"),
+                ],
+                "s",
+            ),
+            6,
+        ),
+    ]
+
+
 SECTIONS = (
     ("Overview", overview),
     ("Stream", stream),
@@ -492,6 +548,7 @@ SECTIONS = (
     ("Encoder", encoder),
     ("Milvus", milvus),
     ("Errors", errors),
+    ("Reliability", reliability),
 )
 
 

@@ -10,10 +10,12 @@ import pytest
 
 from streamrec.launcher import AllInOne, Publisher, wait_for
 from streamrec.localkafka import LocalKafka, free_port
+from streamrec.localmilvus import LocalMilvus
 from streamrec.sample_data import catalog
 from streams.settings import StreamSettings
 
 PRODUCTS = 240
+POISON = "failpoint-poison-"
 
 
 @pytest.fixture(scope="session")
@@ -40,23 +42,42 @@ def stream_settings(kafka: LocalKafka) -> StreamSettings:
 
 
 @pytest.fixture(scope="session")
-def system(kafka: LocalKafka, system_dir: Path) -> Iterator[AllInOne]:
-    """``streamrec all-in-one`` against the test broker and a fresh Milvus Lite file."""
+def milvus(system_dir: Path) -> Iterator[LocalMilvus]:
+    """Milvus Lite as a server on loopback: the server-URI path, shared by every process of the session."""
+    server = LocalMilvus(system_dir / "milvus" / "milvus.db", free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def system_env(kafka: LocalKafka, milvus: LocalMilvus, system_dir: Path) -> dict[str, str]:
+    """The environment of the all-in-one process (also for more workers in scaling tests)."""
+    return {
+        "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
+        "STREAMREC_MILVUS_URI": milvus.uri,
+        "STREAMREC_DATA_DIR": str(system_dir / "worker"),
+        "STREAMREC_WORKER_WEB_PORT": str(free_port()),
+        "HF_HUB_OFFLINE": "1",
+        # Short windows and frequent snapshots so learning shows within seconds.
+        "STREAMREC_ATTRIBUTION_WINDOW_S": "3",
+        "STREAMREC_JOIN_TICK_S": "0.5",
+        "STREAMREC_SNAPSHOT_INTERVAL_S": "1",
+        "STREAMREC_MIN_EXAMPLES_TO_SERVE": "40",
+        # A killed worker's partitions are taken over after this (chaos tests).
+        "STREAMREC_SESSION_TIMEOUT_S": "10",
+        # Events with these ids fail in processing every time (poison-message tests).
+        "STREAMREC_FAILPOINTS": f"behavior.event={POISON}*;catalog.event={POISON}*",
+    }
+
+
+@pytest.fixture(scope="session")
+def system(system_env: dict[str, str], system_dir: Path) -> Iterator[AllInOne]:
+    """``streamrec all-in-one`` against the test broker and Milvus server."""
     process = AllInOne(
-        {
-            "STREAMREC_KAFKA_BOOTSTRAP": kafka.bootstrap_servers,
-            "STREAMREC_MILVUS_URI": str(system_dir / "milvus.db"),
-            "STREAMREC_DATA_DIR": str(system_dir / "worker"),
-            "STREAMREC_WORKER_WEB_PORT": str(free_port()),
-            "HF_HUB_OFFLINE": "1",
-            # Short windows and frequent snapshots so learning shows within seconds.
-            "STREAMREC_ATTRIBUTION_WINDOW_S": "3",
-            "STREAMREC_JOIN_TICK_S": "0.5",
-            "STREAMREC_SNAPSHOT_INTERVAL_S": "1",
-            "STREAMREC_MIN_EXAMPLES_TO_SERVE": "40",
-            # A killed worker's partitions are taken over after this (chaos tests).
-            "STREAMREC_SESSION_TIMEOUT_S": "10",
-        },
+        system_env,
         system_dir / "streamrec.log",
         api_port=free_port(),
     )
@@ -65,6 +86,12 @@ def system(kafka: LocalKafka, system_dir: Path) -> Iterator[AllInOne]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def poison_prefix() -> str:
+    """Events whose id starts with this fail in processing every time in ``system`` (armed failpoints)."""
+    return POISON
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,221 @@
+"""Take events from a faust stream in batches, acknowledging each batch only after it was processed.
+
+faust's own ``Stream.take_events`` loses events under load: an event that
+arrives while a batch is being processed can be appended to the batch list
+after it was handed out, and is then acknowledged and cleared with it
+without ever being processed (measured: 2 to 71 of 720 clicks in kill -9
+runs). Here a pump task reads the stream into a bounded buffer, with faust's
+automatic acks off, and the caller gets each batch as a list it owns; the
+events of a batch are acknowledged when the caller asks for the next batch,
+that is, after its loop body has finished with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, cast
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from faust.events import Event
+from faust.types import TP, AppT, EventT, StreamT
+from faust.types.tuples import ConsumerMessage
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+OFFSET_GAPS = Counter(
+    "streamrec_offset_gaps_total",
+    "Offsets a stream skipped: records read again (refetched), offsets with no record (empty), reads failed (unread)",
+    ["topic", "action"],
+)
+
+
+class _Buffer:
+    """Events read from the stream but not yet handed out, bounded."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.events: list[EventT[Any]] = []
+        self.changed = asyncio.Event()  # set whenever events are added or taken
+
+    async def put(self, event: EventT[Any]) -> None:
+        while len(self.events) >= self.capacity:
+            self.changed.clear()
+            await self.changed.wait()
+        self.events.append(event)
+        self.changed.set()
+
+    def take(self, limit: int) -> list[EventT[Any]]:
+        batch = self.events[:limit]
+        del self.events[: len(batch)]
+        self.changed.set()
+        return batch
+
+
+class GapGuard:
+    """Notices offsets a stream skipped.
+
+    faust can mark a fetched record as read without delivering it to the
+    streams (seen right after a restart with a backlog: one click in 720
+    never arrived, and its offset was later committed). Offsets of an input
+    partition grow by one between records except where the broker holds no
+    record (transaction markers, compaction), so a jump is a range to read
+    again.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[TP, int] = {}
+
+    def forget(self) -> None:
+        """Start over (after a rebalance the next offset of a partition is unknown)."""
+        self._last.clear()
+
+    def skipped(self, tp: TP, offset: int) -> tuple[int, int] | None:
+        """The offsets ``[start, end)`` skipped before the record at ``offset``, if any."""
+        last = self._last.get(tp)
+        if last is None or offset > last:
+            self._last[tp] = offset
+        if last is not None and offset > last + 1:
+            return last + 1, offset
+        return None
+
+
+class RangeReader:
+    """Reads a range of offsets of one partition with a consumer of its own (no group, nothing committed)."""
+
+    def __init__(self, client_options: Mapping[str, Any], timeout_s: float = 30.0) -> None:
+        self._options = dict(client_options)
+        self._timeout_s = timeout_s
+
+    async def __call__(self, tp: TP, start: int, end: int) -> list[ConsumerRecord[bytes, bytes]]:
+        """The records at offsets ``start <= offset < end`` (fewer where the broker holds none)."""
+        consumer = AIOKafkaConsumer(**self._options, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partition = TopicPartition(tp.topic, tp.partition)
+            consumer.assign([partition])
+            consumer.seek(partition, start)
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            deadline = asyncio.get_running_loop().time() + self._timeout_s
+            while await consumer.position(partition) < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"{tp}: offsets {start}..{end - 1} not read within {self._timeout_s} s")
+                fetched = await consumer.getmany(partition, timeout_ms=500)
+                records += [r for r in fetched.get(partition, []) if start <= r.offset < end]
+            return records
+        finally:
+            await consumer.stop()
+
+
+def _event(app: AppT, record: ConsumerRecord[bytes, bytes]) -> EventT[Any]:
+    """A faust event for a record read outside faust; acknowledging it counts its offset as done."""
+    timestamp = record.timestamp / 1000.0 if record.timestamp is not None else None
+    message = ConsumerMessage(
+        record.topic,
+        record.partition,
+        record.offset,
+        cast(float, timestamp),
+        record.timestamp_type,
+        record.headers,
+        record.key,
+        record.value,
+        record.checksum,
+        generation_id=app.consumer_generation_id,
+    )
+    message.incref()
+    return cast(EventT[Any], Event(app, record.key, record.value, record.headers, message))
+
+
+class _StreamEnded(Exception):
+    """The stream stopped yielding events."""
+
+
+async def _until_changed(buffer: _Buffer, pump: asyncio.Task[None], timeout: float | None) -> None:
+    """Wait until the buffer changes or ``timeout`` passes; re-raise if the pump died."""
+    buffer.changed.clear()
+    waiter = asyncio.ensure_future(buffer.changed.wait())
+    try:
+        await asyncio.wait({waiter, pump}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if pump.done():
+        pump.result()  # raises the pump's error, if any
+        raise _StreamEnded
+
+
+async def _read_again(
+    refetch: Callable[[TP, int, int], Awaitable[list[ConsumerRecord[bytes, bytes]]]],
+    tp: TP,
+    topic: str,
+    gap: tuple[int, int],
+) -> list[ConsumerRecord[bytes, bytes]]:
+    start, end = gap
+    try:
+        records = await refetch(tp, start, end)
+    except Exception as exc:  # the broker is unreachable: go on; those offsets stay unacknowledged
+        log.error("%s: offsets %d..%d were not delivered and could not be read again: %r", tp, start, end - 1, exc)
+        OFFSET_GAPS.labels(topic, "unread").inc(end - start)
+        return []
+    log.warning("%s: offsets %d..%d were not delivered; read %d records again", tp, start, end - 1, len(records))
+    OFFSET_GAPS.labels(topic, "refetched").inc(len(records))
+    if len(records) < end - start:
+        OFFSET_GAPS.labels(topic, "empty").inc(end - start - len(records))
+    return records
+
+
+async def take_batches(
+    stream: StreamT[Any],
+    max_events: int,
+    within_s: float,
+    refetch: Callable[[TP, int, int], Awaitable[list[ConsumerRecord[bytes, bytes]]]] | None = None,
+) -> AsyncIterator[list[EventT[Any]]]:
+    """Yield lists of up to ``max_events`` events, waiting at most ``within_s`` after the first of each.
+
+    Each list is acknowledged when the next one is requested (or the
+    iteration ends), never before: an offset is only committed once the
+    caller has processed its event. With ``refetch``, records the stream
+    skipped are read again and handed out before the record that revealed
+    the gap.
+    """
+    stream.enable_acks = False
+    buffer = _Buffer(max_events)
+    guard = GapGuard()
+    app = stream.app
+
+    async def pump() -> None:
+        generation = app.consumer_generation_id
+        async for event in stream.events():
+            if app.consumer_generation_id != generation:  # a rebalance: partitions may have moved
+                generation = app.consumer_generation_id
+                guard.forget()
+            message = event.message
+            gap = guard.skipped(message.tp, message.offset)
+            if gap is not None and refetch is not None:
+                for record in await _read_again(refetch, message.tp, message.topic, gap):
+                    await buffer.put(_event(app, record))
+            await buffer.put(event)
+
+    pump_task = asyncio.ensure_future(pump())
+    loop = asyncio.get_running_loop()
+    batch: list[EventT[Any]] = []
+    try:
+        while True:
+            while not buffer.events:
+                await _until_changed(buffer, pump_task, None)
+            deadline = loop.time() + within_s
+            while len(buffer.events) < max_events and (remaining := deadline - loop.time()) > 0:
+                await _until_changed(buffer, pump_task, remaining)
+            batch = buffer.take(max_events)
+            yield batch
+            for event in batch:
+                await stream.ack(event)
+            batch = []
+    except _StreamEnded:
+        return
+    finally:
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # stopping: its error is no longer ours
+            await pump_task

@@ -1,0 +1,45 @@
+"""RangeReader reads exactly the asked offsets of a partition from the real broker, with no consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from faust.types import TP
+from kafka import KafkaProducer
+
+from streamrec.localkafka import LocalKafka
+from streams.batching import RangeReader
+
+pytestmark = pytest.mark.integration
+
+
+def test_reads_the_records_of_a_range_in_order(kafka: LocalKafka) -> None:
+    """Offsets 3..6 of ten records come back, in order, with their keys and values."""
+    topic = f"range-{uuid.uuid4().hex[:8]}"
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    try:
+        for n in range(10):
+            producer.send(topic, key=f"k{n}".encode(), value=f"v{n}".encode(), partition=0)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    reader = RangeReader({"bootstrap_servers": kafka.bootstrap_servers})
+    records = asyncio.run(reader(TP(topic, 0), 3, 7))
+    assert [r.offset for r in records] == [3, 4, 5, 6]
+    assert [(r.key, r.value) for r in records] == [(f"k{n}".encode(), f"v{n}".encode()) for n in range(3, 7)]
+
+
+def test_a_range_past_the_end_times_out(kafka: LocalKafka) -> None:
+    """Offsets the partition does not have yet are not waited for forever."""
+    topic = f"range-{uuid.uuid4().hex[:8]}"
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    try:
+        producer.send(topic, value=b"only", partition=0)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    reader = RangeReader({"bootstrap_servers": kafka.bootstrap_servers}, timeout_s=2)
+    with pytest.raises(TimeoutError, match="not read within"):
+        asyncio.run(reader(TP(topic, 0), 0, 5))
