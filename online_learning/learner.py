@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 LEARNED = Counter("streamrec_model_examples_total", "Examples learned", ["label"])
 LOG_LOSS = Gauge("streamrec_model_progressive_logloss", "Progressive validation log loss of the learner's model")
 AUC = Gauge("streamrec_model_progressive_auc", "Progressive validation ROC AUC of the learner's model")
+RECENT_AUC = Gauge(
+    "streamrec_model_recent_auc", "Progressive validation ROC AUC of the learner's model over its last 500 examples"
+)
 SNAPSHOTS = Counter("streamrec_model_snapshots_total", "Snapshots considered for publishing", ["outcome"])
 
 
@@ -120,6 +123,7 @@ class Learner:
             return None
         LOG_LOSS.set(self.model.log_loss.get())
         AUC.set(self.model.auc.get())
+        RECENT_AUC.set(self.model.recent_auc.get())
         healthy, reason = self.model.healthy(min_auc=self.settings.min_auc)
         if not healthy:
             SNAPSHOTS.labels("rejected").inc()

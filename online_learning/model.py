@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from river import compose, facto, linear_model, metrics, optim
+from river import compose, facto, linear_model, metrics, optim, utils
 
 from online_learning.scaling import FlooredScaler
 
@@ -49,6 +49,14 @@ def _pipeline(kind: ModelKind, seed: int) -> compose.Pipeline:
     return compose.Pipeline(FlooredScaler(), classifier)
 
 
+RECENT_EXAMPLES = 500  # window of the recent progressive AUC
+
+
+def _recent_auc() -> Any:
+    """Progressive ROC AUC over the last ``RECENT_EXAMPLES`` examples: shows a model going bad late."""
+    return utils.Rolling(metrics.ROCAUC, window_size=RECENT_EXAMPLES, n_thresholds=50)
+
+
 class RankingModel:
     """A click model with progressive validation metrics."""
 
@@ -57,7 +65,14 @@ class RankingModel:
         self.pipeline = pipeline
         self.log_loss = metrics.LogLoss()
         self.auc = metrics.ROCAUC(n_thresholds=50)
+        self.recent_auc = _recent_auc()
         self.learned = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots pickled before recent_auc existed restore with a fresh one.
+        self.__dict__.update(state)
+        if "recent_auc" not in state:
+            self.recent_auc = _recent_auc()
 
     @classmethod
     def create(cls, kind: ModelKind = "logreg", seed: int = 0) -> RankingModel:
@@ -74,6 +89,7 @@ class RankingModel:
         p = min(max(self.probability(x), 1e-7), 1 - 1e-7)
         self.log_loss.update(clicked, p)
         self.auc.update(clicked, {True: p, False: 1 - p})
+        self.recent_auc.update(clicked, {True: p, False: 1 - p})
         self.pipeline.learn_one(x, clicked, w=weight)
         self.learned += 1
 

@@ -40,6 +40,19 @@ MILVUS_SECONDS = Histogram(
 
 _PRODUCT_FIELDS = ["product_id", "title", "category", "brand", "price", "in_stock", "updated_at", "model"]
 _RETRIABLE_WORDS = ("unavailable", "deadline", "timeout", "timed out", "connect", "not ready", "rate limit")
+# gRPC failures pymilvus lets through unwrapped (a server that stopped
+# answering gives DEADLINE_EXCEEDED, one that is gone UNAVAILABLE).
+_RETRIABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"})
+
+
+def _grpc_status(exc: BaseException) -> str | None:
+    """The gRPC status name of an error raised by a gRPC call (``grpc.RpcError``), else None."""
+    code = getattr(exc, "code", None)
+    if not callable(code):
+        return None
+    status = code()
+    name = getattr(status, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _quote(value: str) -> str:
@@ -106,6 +119,12 @@ class MilvusStore:
             raise error("milvus call failed", operation=operation, cause=str(exc)) from exc
         except (TimeoutError, ConnectionError) as exc:
             raise StoreUnavailable("milvus unreachable", operation=operation, cause=str(exc)) from exc
+        except Exception as exc:
+            status = _grpc_status(exc)
+            if status is None:
+                raise
+            error = StoreUnavailable if status in _RETRIABLE_CODES else StoreError
+            raise error("milvus call failed", operation=operation, status=status) from exc
         finally:
             MILVUS_SECONDS.labels(operation, outcome).observe(time.perf_counter() - started)
 

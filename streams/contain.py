@@ -2,8 +2,10 @@
 
 faust acknowledges every event of a batch whose handler raised, so an
 exception escaping an agent would drop the whole batch. Retriable
-infrastructure errors never get here (``streams.retry`` waits them out);
-anything else that fails a batch is treated as a possible poison message:
+infrastructure errors (Milvus or the encoder unreachable) are waited out:
+the batch is tried again with backoff for as long as it takes, and nothing
+is dead-lettered. Anything else that fails a batch is treated as a
+possible poison message:
 the batch is replayed one event at a time, in order, each with bounded
 retries, and the events that still fail go to the dead-letter topic (the
 write acknowledged) before the batch is acknowledged. The events around a
@@ -21,6 +23,7 @@ from faust.types import EventT
 from prometheus_client import Counter
 
 from streams.events import Rejection
+from streams.retry import with_retries
 
 log = logging.getLogger(__name__)
 RawEvent = EventT[bytes]
@@ -51,7 +54,7 @@ async def apply_contained(
     if not items:
         return 0
     try:
-        await apply(items)
+        await with_retries(f"{agent} batch", lambda: apply(items))
         return 0
     except Exception as exc:  # any failure here is contained below, never propagated to faust
         FAILED_BATCHES.labels(agent).inc()
@@ -64,7 +67,7 @@ async def apply_contained(
                 POISON_RETRIES.labels(agent).inc()
                 await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
             try:
-                await apply([item])
+                await with_retries(f"{agent} event", lambda: apply([item]))  # noqa: B023 (awaited at once)
                 error = None
                 break
             except Exception as exc:  # retried, then dead-lettered with its cause

@@ -23,7 +23,7 @@ from online_learning.learner import Learner
 from online_learning.settings import LearningSettings
 from streamrec import failpoints
 from streams import changelog
-from streams.batching import RangeReader, take_batches
+from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.events import Click, EventKind, Impression, Purchase, Rejection, decode
 from streams.settings import StreamSettings
@@ -45,6 +45,7 @@ class LabelJoin:
         settings: StreamSettings,
         learning: LearningSettings,
         dead_letter: DeadLetter,
+        *,
         refetch: RangeReader | None = None,
     ) -> None:
         self.settings = settings
@@ -69,28 +70,35 @@ class LabelJoin:
         app.task(self.learner.run)
 
     async def _agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
-        async for events in take_batches(
-            stream, self.settings.batch_max_events, self.settings.batch_max_wait_s, self._refetch
+        settings = self.settings
+        async for _ in run_batches(
+            stream,
+            settings.batch_max_events,
+            settings.batch_max_wait_s,
+            self._batch,
+            refetch=self._refetch,
         ):
-            accepted: list[tuple[RawEvent, Impression | Click | Purchase]] = []
-            now_s = time.time()
-            for event in events:
-                kind = self._kinds[event.message.topic]
-                result = decode(kind, event.value, self.settings.max_event_bytes)
-                if not isinstance(result, Rejection):
-                    arrival = arrival_ms(event.message.timestamp, now_s)
-                    # Counted once, by the behavior agent that reads the same clicks.
-                    result = enforce(result, event.value or b"", arrival, self._time_policy, count=False)
-                if isinstance(result, Rejection):
-                    # Clicks and purchases are dead-lettered by the behavior
-                    # agent; only impressions are this agent's alone.
-                    if kind == "impressions":
-                        await self._dead_letter(event, result, "labels")
-                    continue
-                if isinstance(result, Impression | Click | Purchase):
-                    accepted.append((event, result))
-            await apply_contained("labels", accepted, self.apply, self._dead_letter)
             yield None
+
+    async def _batch(self, events: list[RawEvent]) -> None:
+        accepted: list[tuple[RawEvent, Impression | Click | Purchase]] = []
+        now_s = time.time()
+        for event in events:
+            kind = self._kinds[event.message.topic]
+            result = decode(kind, event.value, self.settings.max_event_bytes)
+            if not isinstance(result, Rejection):
+                arrival = arrival_ms(event.message.timestamp, now_s)
+                # Counted once, by the behavior agent that reads the same clicks.
+                result = enforce(result, event.value or b"", arrival, self._time_policy, count=False)
+            if isinstance(result, Rejection):
+                # Clicks and purchases are dead-lettered by the behavior
+                # agent; only impressions are this agent's alone.
+                if kind == "impressions":
+                    await self._dead_letter(event, result, "labels")
+                continue
+            if isinstance(result, Impression | Click | Purchase):
+                accepted.append((event, result))
+        await apply_contained("labels", accepted, self.apply, self._dead_letter)
 
     async def apply(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
         """Join a batch; state is saved only once its examples are written, so a failed batch changes nothing."""

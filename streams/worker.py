@@ -23,7 +23,7 @@ from online_learning.settings import LearningSettings
 from ranker.store import ProductRow, VectorStore
 from streamrec import failpoints
 from streams import changelog, sensors
-from streams.batching import RangeReader, take_batches
+from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
 from streams.labels import LabelJoin
@@ -51,6 +51,31 @@ def _header(value: object) -> bytes:
     return str(value).encode("utf-8", "replace")
 
 
+# How long a stopping worker waits for its in-flight batches before faust's
+# own shutdown goes on (well inside Kubernetes' 30 s default grace period).
+DRAIN_TIMEOUT_S = 20.0
+
+
+class WorkerApp(faust.App):
+    """A faust app whose stop first lets the agents finish and commit every event already fetched.
+
+    faust's own stop tells the consumer to stop before it waits for the
+    streams, and then does not wait: events handled after its last commit
+    would come again after a restart. Here fetching stops first, the agents
+    work off what they hold, and the consumer commits once all of it is
+    acknowledged (or ``DRAIN_TIMEOUT_S`` passed).
+    """
+
+    async def on_stop(self) -> None:
+        """Drain, then faust's own stop."""
+        try:
+            await self._stop_fetcher()
+            await asyncio.wait_for(self.consumer.wait_empty(), DRAIN_TIMEOUT_S)
+        except Exception as exc:  # never block the stop itself; uncommitted events come again
+            log.warning("stopping: in-flight events not all committed: %r", exc)
+        await super().on_stop()
+
+
 class StreamWorker:
     """Builds the faust app and holds what its agents need."""
 
@@ -68,7 +93,7 @@ class StreamWorker:
         self._time_policy = settings.time_policy()
         self.refetch = RangeReader(settings.connection().aiokafka())
         self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000))
-        self.app = faust.App(
+        self.app = WorkerApp(
             settings.app_id,
             **settings.connection().faust(),
             store="memory://",
@@ -96,7 +121,13 @@ class StreamWorker:
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
-        self.labels = LabelJoin(self.app, settings, learning or LearningSettings(), self._dead_letter, self.refetch)
+        self.labels = LabelJoin(
+            self.app,
+            settings,
+            learning or LearningSettings(),
+            self._dead_letter,
+            refetch=self.refetch,
+        )
         self.lag = LagProbe(settings.connection(), settings.app_id)
         self.app.timer(settings.lag_interval_s, name="consumer-lag")(self._measure_lag)
         sensors.install(self.app)
@@ -154,14 +185,21 @@ class StreamWorker:
         return accepted
 
     async def _catalog_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
-        async for events in take_batches(
-            stream, self.settings.product_batch_max, self.settings.product_batch_wait_s, self.refetch
+        settings = self.settings
+        async for _ in run_batches(
+            stream,
+            settings.product_batch_max,
+            settings.product_batch_wait_s,
+            self._catalog_batch,
+            refetch=self.refetch,
         ):
-            started = time.perf_counter()
-            accepted = await self._decoded(events, "catalog", lambda _: "products")
-            await apply_contained("catalog", accepted, self.apply_catalog, self._dead_letter)
-            BATCH_SECONDS.labels("catalog").observe(time.perf_counter() - started)
             yield None
+
+    async def _catalog_batch(self, events: list[RawEvent]) -> None:
+        started = time.perf_counter()
+        accepted = await self._decoded(events, "catalog", lambda _: "products")
+        await apply_contained("catalog", accepted, self.apply_catalog, self._dead_letter)
+        BATCH_SECONDS.labels("catalog").observe(time.perf_counter() - started)
 
     async def apply_catalog(self, batch: Sequence[tuple[RawEvent, Any]]) -> None:
         """Embed and upsert the newest state of each product in the batch."""
@@ -186,15 +224,22 @@ class StreamWorker:
         EVENTS.labels("catalog", self.settings.topic_products, "processed").inc(len(batch))
 
     async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
-        kinds = self.settings.behavior_topics()
-        async for events in take_batches(
-            stream, self.settings.batch_max_events, self.settings.batch_max_wait_s, self.refetch
+        settings = self.settings
+        async for _ in run_batches(
+            stream,
+            settings.batch_max_events,
+            settings.batch_max_wait_s,
+            self._behavior_batch,
+            refetch=self.refetch,
         ):
-            started = time.perf_counter()
-            accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
-            await apply_contained("behavior", accepted, self.apply_behavior, self._dead_letter)
-            BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
             yield None
+
+    async def _behavior_batch(self, events: list[RawEvent]) -> None:
+        started = time.perf_counter()
+        kinds = self.settings.behavior_topics()
+        accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
+        await apply_contained("behavior", accepted, self.apply_behavior, self._dead_letter)
+        BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
 
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
         """Fold a batch of user events into profiles, save them, publish the changed users."""

@@ -18,6 +18,11 @@ PRODUCTS = 240
 POISON = "failpoint-poison-"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault tests last: they kill, stop and restart the shared system, which the other tests should not see."""
+    items.sort(key=lambda item: item.get_closest_marker("chaos") is not None)
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A single-node KRaft broker on loopback, stopped after the session."""

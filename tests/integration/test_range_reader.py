@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 from faust.types import TP
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 
 from streamrec.localkafka import LocalKafka
 from streams.batching import RangeReader
@@ -15,16 +16,27 @@ from streams.batching import RangeReader
 pytestmark = pytest.mark.integration
 
 
-def test_reads_the_records_of_a_range_in_order(kafka: LocalKafka) -> None:
-    """Offsets 3..6 of ten records come back, in order, with their keys and values."""
+def _topic(kafka: LocalKafka, values: list[bytes]) -> str:
+    """A new one-partition topic holding ``values`` at offsets 0, 1, ..., keyed k0, k1, ..."""
     topic = f"range-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    finally:
+        admin.close()
     producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
     try:
-        for n in range(10):
-            producer.send(topic, key=f"k{n}".encode(), value=f"v{n}".encode(), partition=0)
+        for n, value in enumerate(values):
+            producer.send(topic, key=f"k{n}".encode(), value=value, partition=0)
         producer.flush(timeout=30)
     finally:
         producer.close()
+    return topic
+
+
+def test_reads_the_records_of_a_range_in_order(kafka: LocalKafka) -> None:
+    """Offsets 3..6 of ten records come back, in order, with their keys and values."""
+    topic = _topic(kafka, [f"v{n}".encode() for n in range(10)])
     reader = RangeReader({"bootstrap_servers": kafka.bootstrap_servers})
     records = asyncio.run(reader(TP(topic, 0), 3, 7))
     assert [r.offset for r in records] == [3, 4, 5, 6]
@@ -33,13 +45,7 @@ def test_reads_the_records_of_a_range_in_order(kafka: LocalKafka) -> None:
 
 def test_a_range_past_the_end_times_out(kafka: LocalKafka) -> None:
     """Offsets the partition does not have yet are not waited for forever."""
-    topic = f"range-{uuid.uuid4().hex[:8]}"
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
-    try:
-        producer.send(topic, value=b"only", partition=0)
-        producer.flush(timeout=30)
-    finally:
-        producer.close()
+    topic = _topic(kafka, [b"only"])
     reader = RangeReader({"bootstrap_servers": kafka.bootstrap_servers}, timeout_s=2)
     with pytest.raises(TimeoutError, match="not read within"):
         asyncio.run(reader(TP(topic, 0), 0, 5))

@@ -209,3 +209,25 @@ def test_clone_is_independent(kind: ModelKind) -> None:
     assert [model.probability(x) for x in PROBES] == expected
     assert model.learned == 300
     assert [clone.probability(x) for x in PROBES] != expected
+
+
+def test_recent_auc_shows_a_preference_that_turned_while_the_cumulative_one_lags(kind: ModelKind) -> None:
+    """After the clicks invert, the AUC over the last 500 examples drops below the cumulative AUC."""
+    model = _trained(kind, n=1500)
+    assert model.recent_auc.get() > 0.8
+    for features, clicked in _stream(500, seed=11, inverted=True):
+        model.learn(features, clicked)
+    assert model.recent_auc.get() < model.auc.get()
+
+
+def test_a_model_pickled_without_recent_auc_restores_with_a_fresh_one() -> None:
+    """Snapshots published before the recent AUC existed still load."""
+    model = _trained("logreg")
+    state = dict(model.__dict__)
+    del state["recent_auc"]
+    old = RankingModel.__new__(RankingModel)
+    old.__setstate__(state)
+    assert old.probability(PROBES[1]) == model.probability(PROBES[1])
+    assert len(old.recent_auc.window) == 0
+    old.learn(PROBES[0], True)
+    assert len(old.recent_auc.window) == 1

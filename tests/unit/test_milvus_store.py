@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import pytest
 from prometheus_client import REGISTRY
 from pymilvus import MilvusException
@@ -51,9 +52,23 @@ class FailingClient:
         raise self.error
 
 
+class RpcFailure(grpc.RpcError):
+    """A gRPC call failure as pymilvus lets it through (e.g. a server that stopped answering)."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__(code.name)
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
+        (RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED), StoreUnavailable),
+        (RpcFailure(grpc.StatusCode.UNAVAILABLE), StoreUnavailable),
+        (RpcFailure(grpc.StatusCode.INVALID_ARGUMENT), StoreError),
         (MilvusException(message="service unavailable"), StoreUnavailable),
         (MilvusException(message="context deadline exceeded"), StoreUnavailable),
         (MilvusException(message="rate limit exceeded"), StoreUnavailable),
@@ -62,7 +77,18 @@ class FailingClient:
         (MilvusException(message="collection not found"), StoreError),
         (MilvusException(message="invalid expression"), StoreError),
     ],
-    ids=["unavailable", "deadline", "rate-limit", "timeout", "connection", "not-found", "bad-expression"],
+    ids=[
+        "grpc-deadline",
+        "grpc-unavailable",
+        "grpc-invalid",
+        "unavailable",
+        "deadline",
+        "rate-limit",
+        "timeout",
+        "connection",
+        "not-found",
+        "bad-expression",
+    ],
 )
 def test_failures_are_classified_as_retriable_or_not(error: Exception, expected: type[StoreError]) -> None:
     """Transient Milvus failures raise the retriable StoreUnavailable; others a non-retriable StoreError."""
