@@ -195,7 +195,7 @@ def test_scaling_one_two_one_workers_while_producing_loses_nothing(
         system_env | {"STREAMREC_DATA_DIR": str(tmp_path / "worker2")}, tmp_path / "worker2.log", free_port(), "worker"
     )
     traffic = Traffic(publisher, products)
-    traffic.start(rounds=60, interval_s=0.25)
+    traffic.start(rounds=100, interval_s=0.25)
     second.start()
     try:
         wait_for(
