@@ -17,6 +17,8 @@ pytestmark = pytest.mark.integration
 QUERY = "whole bean coffee"
 REQUESTS_PER_ROUND = 10
 MAX_ROUNDS = 15
+RECENT_ROUNDS = 6  # about 600 examples: the whole recent-AUC window
+ATTRIBUTION_WINDOW_S = 3  # STREAMREC_ATTRIBUTION_WINDOW_S of the test system
 
 
 def _search(system: AllInOne, user_id: str | None) -> dict[str, Any]:
@@ -26,6 +28,20 @@ def _search(system: AllInOne, user_id: str | None) -> dict[str, Any]:
 def _mean_rank(body: dict[str, Any], brand: str) -> float:
     ranks = [rank for rank, item in enumerate(body["items"], start=1) if item["brand"] == brand]
     return statistics.fmean(ranks) if ranks else 11.0
+
+
+def _round(system: AllInOne, publisher: Publisher, brand: str) -> tuple[int, int]:
+    """New shoppers search and click every item of ``brand``; returns (requests, clicks)."""
+    clicks = 0
+    for _ in range(REQUESTS_PER_ROUND):
+        user = f"learner-{uuid.uuid4().hex[:10]}"
+        body = _search(system, user)
+        for position, item in enumerate(body["items"], start=1):
+            if item["brand"] == brand:
+                clicks += 1
+                publisher.send("click", click_event(user, item["product_id"], body["request_id"], position))
+    publisher.flush()
+    return REQUESTS_PER_ROUND, clicks
 
 
 def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
@@ -43,15 +59,8 @@ def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
 
     clicks, requests, after = 0, 0, before
     for _ in range(MAX_ROUNDS):
-        for _ in range(REQUESTS_PER_ROUND):
-            user = f"learner-{uuid.uuid4().hex[:10]}"
-            body = _search(system, user)
-            requests += 1
-            for position, item in enumerate(body["items"], start=1):
-                if item["brand"] == brand:
-                    clicks += 1
-                    publisher.send("click", click_event(user, item["product_id"], body["request_id"], position))
-        publisher.flush()
+        sent = _round(system, publisher, brand)
+        requests, clicks = requests + sent[0], clicks + sent[1]
         time.sleep(1.5)  # a snapshot interval, so the API has the newest model
         probe = _search(system, None)
         after = _mean_rank(probe, brand)
@@ -60,8 +69,14 @@ def test_clicks_on_one_brand_move_it_up_for_new_shoppers(
     print(f"{brand}: mean rank {before:.1f} -> {after:.1f} after {requests} requests and {clicks} clicks")
     assert probe["model_version"] > 0, "the API ranks with a learned model"
     assert after <= goal, f"{brand}: mean rank {before:.1f} -> {after:.1f} after {clicks} clicks"
-    # The recent window is this test's examples; the cumulative AUC also
-    # carries whatever the session's other tests taught the model.
+    # Once the preference is learned, the model predicts it: the progressive
+    # AUC over the last 500 examples, all from rounds after the rank moved,
+    # is above chance. (The cumulative AUC also carries the learning phase
+    # and whatever the session's other tests taught the model.)
+    for _ in range(RECENT_ROUNDS):
+        _round(system, publisher, brand)
+        time.sleep(0.5)
+    time.sleep(ATTRIBUTION_WINDOW_S + 2)  # unclicked items become negatives, and a snapshot carries the metric
     auc = system.api.metric("streamrec_model_recent_auc")
     print(
         f"progressive AUC: last 500 examples {auc}, all {system.api.metric('streamrec_model_progressive_auc')}; "
