@@ -132,6 +132,10 @@ class ApiClient:
         ]
         return sum(values) if values else None
 
+    def counter(self, name: str, **labels: str) -> float:
+        """Like :meth:`metric`, with 0 for a counter not exported yet (no label set used so far)."""
+        return self.metric(name, **labels) or 0.0
+
     def profile_events(self, user_id: str) -> int:
         """How many events the shopper's served profile reflects (0 for an unknown shopper)."""
         status, body = self.get(f"/v1/users/{urllib.parse.quote(user_id, safe='')}")

@@ -91,6 +91,7 @@ class StreamWorker:
         self.encoder = encoder
         self._half_life_ms = settings.profile_half_life_s * 1000
         self._time_policy = settings.time_policy()
+        self._behavior_kinds = settings.behavior_topics()
         self.refetch = RangeReader(settings.connection().aiokafka())
         self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000))
         self.app = WorkerApp(
@@ -236,7 +237,7 @@ class StreamWorker:
 
     async def _behavior_batch(self, events: list[RawEvent]) -> None:
         started = time.perf_counter()
-        kinds = self.settings.behavior_topics()
+        kinds = self._behavior_kinds
         accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
         await apply_contained("behavior", accepted, self.apply_behavior, self._dead_letter)
         BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)

@@ -77,11 +77,6 @@ class Traffic:
         assert not wrong, f"(seen, sent) per shopper: {wrong}"
 
 
-def counter(system: AllInOne, name: str, **labels: str) -> float:
-    """A counter of the process summed over matching label sets, 0 when not exported yet."""
-    return system.api.metric(name, **labels) or 0.0
-
-
 def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     system: AllInOne, publisher: Publisher, products: list[dict[str, Any]]
 ) -> None:
@@ -95,8 +90,8 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     assert all(killed_at[u] < 60 for u in traffic.users), "the kill happened mid-stream"
     system.start()
     traffic.assert_exact(system)
-    assert counter(system, "streamrec_events_total", agent="behavior", outcome="processed") > 0
-    assert counter(system, "streamrec_recovery_seconds_count") >= 1
+    assert system.api.counter("streamrec_events_total", agent="behavior", outcome="processed") > 0
+    assert system.api.counter("streamrec_recovery_seconds_count") >= 1
 
 
 def test_sigterm_under_load_finishes_in_flight_events_and_commits(
@@ -118,7 +113,7 @@ def test_sigterm_under_load_finishes_in_flight_events_and_commits(
     # Events the new process saw again: faust hands a restarted worker the
     # records it fetches before seeking to the committed offsets twice, so
     # this is not always zero; each of them changed nothing.
-    replayed = counter(system, "streamrec_events_total", agent="behavior", outcome="duplicate")
+    replayed = system.api.counter("streamrec_events_total", agent="behavior", outcome="duplicate")
     print(f"SIGTERM to exit: {took:.1f} s; events seen again after the restart: {replayed:.0f}")
 
 
@@ -129,9 +124,9 @@ def test_milvus_unavailable_pauses_work_without_losing_or_dead_lettering(
     traffic = Traffic(publisher, products)
     traffic.send_round()
     traffic.assert_exact(system)
-    dead = counter(system, "streamrec_dead_letters_total")
-    failed = counter(system, "streamrec_failed_batches_total")
-    retries = counter(system, "streamrec_retries_total")
+    dead = system.api.counter("streamrec_dead_letters_total")
+    failed = system.api.counter("streamrec_failed_batches_total")
+    retries = system.api.counter("streamrec_retries_total")
     milvus.pause()
     try:
         for _ in range(5):
@@ -141,9 +136,9 @@ def test_milvus_unavailable_pauses_work_without_losing_or_dead_lettering(
     finally:
         milvus.resume()
     traffic.assert_exact(system)
-    assert counter(system, "streamrec_retries_total") > retries
-    assert counter(system, "streamrec_dead_letters_total") == dead
-    assert counter(system, "streamrec_failed_batches_total") == failed
+    assert system.api.counter("streamrec_retries_total") > retries
+    assert system.api.counter("streamrec_dead_letters_total") == dead
+    assert system.api.counter("streamrec_failed_batches_total") == failed
 
 
 def test_local_state_deleted_is_rebuilt_from_changelogs(
@@ -162,11 +157,11 @@ def test_local_state_deleted_is_rebuilt_from_changelogs(
     system.start()
 
     # A replayed old click must be recognised (the dedup window was rebuilt) ...
-    duplicates = counter(system, "streamrec_events_total", agent="behavior", outcome="duplicate")
+    duplicates = system.api.counter("streamrec_events_total", agent="behavior", outcome="duplicate")
     publisher.send_all(("click", old[user]) for user in traffic.users)
     wait_for(
         lambda: (
-            counter(system, "streamrec_events_total", agent="behavior", outcome="duplicate")
+            system.api.counter("streamrec_events_total", agent="behavior", outcome="duplicate")
             >= duplicates + len(traffic.users)
         ),
         timeout_s=30,
@@ -199,11 +194,11 @@ def test_scaling_one_two_one_workers_while_producing_loses_nothing(
     second.start()
     try:
         wait_for(
-            lambda: counter(second, "streamrec_events_total", agent="behavior", outcome="processed") > 0,
+            lambda: second.api.counter("streamrec_events_total", agent="behavior", outcome="processed") > 0,
             timeout_s=60,
             interval_s=0.5,
         )
-        taken = counter(second, "streamrec_events_total", agent="behavior", outcome="processed")
+        taken = second.api.counter("streamrec_events_total", agent="behavior", outcome="processed")
     finally:
         code = second.stop()
     traffic.join()

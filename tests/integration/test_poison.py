@@ -14,15 +14,6 @@ from streams.settings import StreamSettings
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-def _events_seen(system: AllInOne, user_id: str) -> int:
-    status, body = system.api.get(f"/v1/users/{user_id}")
-    return int(body["features"]["events"]) if status == 200 else 0
-
-
-def _counter(system: AllInOne, name: str, **labels: str) -> float:
-    return system.api.metric(name, **labels) or 0.0
-
-
 def test_poison_click_is_dead_lettered_after_retries_and_its_neighbours_apply(
     system: AllInOne,
     publisher: Publisher,
@@ -35,23 +26,25 @@ def test_poison_click_is_dead_lettered_after_retries_and_its_neighbours_apply(
     user = f"poisoned-{run}"
     in_stock = [p["product_id"] for p in products if p["in_stock"]]
     before = {
-        "dead": _counter(system, "streamrec_dead_letters_total", reason="processing_failed"),
-        "failed": _counter(system, "streamrec_failed_batches_total", agent="behavior"),
-        "processed": _counter(system, "streamrec_events_total", agent="behavior", outcome="processed"),
+        "dead": system.api.counter("streamrec_dead_letters_total", reason="processing_failed"),
+        "failed": system.api.counter("streamrec_failed_batches_total", agent="behavior"),
+        "processed": system.api.counter("streamrec_events_total", agent="behavior", outcome="processed"),
     }
     poison = {**click_event(user, in_stock[1]), "event_id": f"{poison_prefix}{run}"}
     sent = [click_event(user, in_stock[0]), poison, click_event(user, in_stock[2])]
     publisher.send_all(("click", event) for event in sent)
 
-    wait_for(lambda: _events_seen(system, user) >= 2, timeout_s=30, interval_s=0.2)
+    wait_for(lambda: system.api.profile_events(user) >= 2, timeout_s=30, interval_s=0.2)
     wait_for(
-        lambda: _counter(system, "streamrec_dead_letters_total", reason="processing_failed") > before["dead"],
+        lambda: system.api.counter("streamrec_dead_letters_total", reason="processing_failed") > before["dead"],
         timeout_s=30,
         interval_s=0.2,
     )
-    assert _events_seen(system, user) == 2
-    assert _counter(system, "streamrec_failed_batches_total", agent="behavior") >= before["failed"] + 1
-    assert _counter(system, "streamrec_events_total", agent="behavior", outcome="processed") >= before["processed"] + 2
+    assert system.api.profile_events(user) == 2
+    assert system.api.counter("streamrec_failed_batches_total", agent="behavior") >= before["failed"] + 1
+    assert (
+        system.api.counter("streamrec_events_total", agent="behavior", outcome="processed") >= before["processed"] + 2
+    )
 
     letters = [
         letter
@@ -65,7 +58,7 @@ def test_poison_click_is_dead_lettered_after_retries_and_its_neighbours_apply(
     # No crash loop: the same process keeps serving and taking events.
     follow_up = f"after-{run}"
     publisher.send_all([("click", click_event(follow_up, in_stock[3]))])
-    wait_for(lambda: _events_seen(system, follow_up) == 1, timeout_s=30, interval_s=0.2)
+    wait_for(lambda: system.api.profile_events(follow_up) == 1, timeout_s=30, interval_s=0.2)
 
 
 def test_poison_product_is_dead_lettered_and_the_rest_of_its_batch_is_indexed(
