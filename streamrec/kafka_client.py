@@ -11,6 +11,11 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from streamrec.kafka_sockets import close_sockets_of_failed_connects
+
+# Every process that builds Kafka clients imports this module first.
+close_sockets_of_failed_connects()
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 

@@ -6,9 +6,15 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from encoders.text import HashingTextEncoder
 from ranker.store import ProductRow, Vector
+
+# Property tests judge correctness, not speed: on a loaded 2-core CI machine
+# input generation and single examples can be slow without anything wrong.
+settings.register_profile("streamrec", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("streamrec")
 
 # (product_id, title, category, brand, in_stock)
 CATALOG: tuple[tuple[str, str, str, str, bool], ...] = (
