@@ -20,7 +20,10 @@ from faust.types import TableT
 
 
 async def write(table: TableT[Any, Any], records: Sequence[tuple[int, str, Any]]) -> None:
-    """Send ``(partition, key, value)`` records to ``table``'s changelog, await the acks, then set them locally."""
+    """Send ``(partition, key, value)`` records to ``table``'s changelog, await the acks, then set them locally.
+
+    ``value`` None deletes ``key``.
+    """
     if not records:
         return
     collection = cast(Collection, table)
@@ -30,7 +33,7 @@ async def write(table: TableT[Any, Any], records: Sequence[tuple[int, str, Any]]
             value=value,
             partition=partition,
             key_serializer=collection.key_serializer,
-            value_serializer=collection.value_serializer,
+            value_serializer="raw" if value is None else collection.value_serializer,
             force=True,
         )
         for partition, key, value in records
@@ -38,4 +41,7 @@ async def write(table: TableT[Any, Any], records: Sequence[tuple[int, str, Any]]
 
     await asyncio.gather(*futures)
     for _, key, value in records:
-        table.data[key] = value
+        if value is None:
+            table.data.pop(key, None)
+        else:
+            table.data[key] = value

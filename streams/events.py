@@ -227,6 +227,7 @@ RejectReason = Literal[
     "invalid_fields",
     "ts_out_of_range",
     "processing_failed",  # decoded, but its processing kept failing (a poison message)
+    "unknown_product",  # a click or purchase whose product was not embedded in time (see streams.parking)
 ]
 
 

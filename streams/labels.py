@@ -49,6 +49,7 @@ class LabelJoin:
         refetch: RangeReader | None = None,
     ) -> None:
         self.settings = settings
+        self._app = app
         self._refetch = refetch
         self.learning = learning
         self._dead_letter = dead_letter
@@ -138,12 +139,22 @@ class LabelJoin:
         await changelog.write(self.state, [(partition, user_id, state.data) for user_id, state, partition in states])
 
     async def close_expired(self) -> None:
-        """Turn unlabeled items of impressions whose window closed into negatives."""
+        """Turn unlabeled items of impressions whose window closed into negatives.
+
+        Only states of partitions this worker owns, and not while partitions
+        move: the memory store keeps stale copies of revoked partitions.
+        """
+        app = self._app
+        if app.rebalancing or app.in_recovery:
+            return
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic in self._kinds}
         async with self._lock:
             now_ms = int(time.time() * 1000)
             examples: list[tuple[str, Example]] = []
             closed: list[tuple[str, JoinState, int]] = []
             for user_id, data in list(self.state.data.items()):
+                if int(data.get("partition", 0)) not in owned:
+                    continue
                 if (deadline := JoinState(data, self._window_ms).next_deadline()) is None or deadline > now_ms:
                     continue
                 state = self._load(user_id)

@@ -83,13 +83,17 @@ class UserProfile:
         self.categories = DecayedScores(self.half_life_ms)
         self.brands = DecayedScores(self.half_life_ms)
 
+    def has_seen(self, event_id: str) -> bool:
+        """Whether the event was applied already (within the last ``SEEN_EVENTS`` of this shopper)."""
+        return event_id in self.seen_events
+
     def apply(self, event: UserEvent, product: ProductInfo | None, query_vector: Vector | None) -> bool:
         """Fold one event into the profile; False if it was already applied.
 
         ``product`` is the clicked or bought product when it is known;
         ``query_vector`` the embedded query of a search.
         """
-        if event.event_id in self.seen_events:
+        if self.has_seen(event.event_id):
             return False
         self.seen_events = [*self.seen_events[-(SEEN_EVENTS - 1) :], event.event_id]
         self.events += 1

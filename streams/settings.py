@@ -46,6 +46,13 @@ class StreamSettings(BaseSettings):
     out_of_range_ts: Literal["clamp", "reject"] = Field(
         "clamp", description="clamp an out-of-range event time to its arrival time, or dead-letter the event"
     )
+    park_max_s: float = Field(
+        300.0,
+        gt=0,
+        description="how long a click or purchase waits for its product to be embedded before dead-lettering",
+    )
+    park_max_events: int = Field(10_000, ge=0, description="parked events a worker holds; more are dead-lettered")
+    park_retry_s: float = Field(0.5, gt=0, description="how often parked events are retried")
     profile_half_life_s: float = Field(7 * 24 * 3600.0, gt=0, description="half-life of category/brand affinity")
     # A worker that dies without leaving the group (kill -9, a lost node)
     # holds its partitions until this expires; faust's 60 s default doubles

@@ -35,24 +35,38 @@ class Folded:
     """Profiles changed by a batch, with the index of each user's last event in it."""
 
     profiles: dict[str, tuple[UserProfile, int]]
-    applied: list[bool]  # per event, in order: False for a duplicate
+    applied: list[bool]  # per event, in order: False for a duplicate or a parked event
     # Users whose events in the batch were all duplicates. A replay after a
     # crash may find the profile saved but its serving row never written, so
     # these are published again (an idempotent upsert of the saved state).
     replayed: dict[str, UserProfile] = field(default_factory=dict)
+    # Indexes of clicks and purchases whose product is not in the store yet:
+    # not applied, for the caller to park (see ``streams.parking``).
+    parked: list[int] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
         """Events that changed nothing because they were applied before."""
-        return self.applied.count(False)
+        return self.applied.count(False) - len(self.parked)
+
+    def outcome(self, index: int) -> str:
+        """``processed``, ``duplicate`` or ``parked`` for the event at ``index``."""
+        if self.applied[index]:
+            return "processed"
+        return "parked" if index in self.parked else "duplicate"
 
 
 class BehaviorUpdater:
     """Applies batches of user events to profiles and publishes them to the store."""
 
-    def __init__(self, store: VectorStore, encoder: Embedder, late_after_ms: int = 60_000) -> None:
+    def __init__(
+        self, store: VectorStore, encoder: Embedder, late_after_ms: int = 60_000, *, park_unknown: bool = True
+    ) -> None:
         self.store = store
         self.encoder = encoder
+        # Without parking a click on an unknown product is applied without
+        # the product's vector, category or brand.
+        self.park_unknown = park_unknown
         # Late events are still applied (decayed scores are order-insensitive);
         # they are counted so a lagging producer shows on a dashboard.
         self.late_after_ms = late_after_ms
@@ -72,16 +86,24 @@ class BehaviorUpdater:
         changed: dict[str, tuple[UserProfile, int]] = {}
         replayed: dict[str, UserProfile] = {}
         applied: list[bool] = []
+        parked: list[int] = []
         for index, event in enumerate(events):
             failpoints.check("behavior.event", event.event_id)
+            was_replayed = event.user_id in replayed
             if event.user_id in changed:
                 profile = changed[event.user_id][0]
             else:
-                profile = replayed.pop(event.user_id) if event.user_id in replayed else load(event.user_id)
+                profile = replayed.pop(event.user_id) if was_replayed else load(event.user_id)
             info = None
             if not isinstance(event, Search) and event.product_id in products:
                 row = products[event.product_id]
                 info = ProductInfo(row.vector, row.category, row.brand, row.price)
+            elif not isinstance(event, Search) and self.park_unknown and not profile.has_seen(event.event_id):
+                parked.append(index)
+                applied.append(False)
+                if was_replayed:
+                    replayed[event.user_id] = profile
+                continue
             query_vector = query_vectors.get(event.query) if isinstance(event, Search) else None
             late = bool(profile.last_event_ms) and event.ts < profile.last_event_ms - self.late_after_ms
             applied.append(profile.apply(event, info, query_vector))
@@ -91,7 +113,7 @@ class BehaviorUpdater:
                 changed[event.user_id] = (profile, index)
             elif event.user_id not in changed:
                 replayed[event.user_id] = profile
-        return Folded(changed, applied, replayed)
+        return Folded(changed, applied, replayed, parked)
 
     async def publish(self, profiles: Sequence[UserProfile], replayed: Sequence[UserProfile] = ()) -> None:
         """Upsert the serving view of changed and replayed profiles in one call."""

@@ -25,14 +25,15 @@ from streamrec import failpoints
 from streams import changelog, sensors
 from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
-from streams.events import ProductDelete, ProductUpsert, Rejection, UserEvent, decode
+from streams.events import Click, ProductDelete, ProductUpsert, Purchase, Rejection, UserEvent, decode
 from streams.labels import LabelJoin
 from streams.lag import LagProbe
+from streams.parking import UNKNOWN_PRODUCT, ParkedEvent, Parking
 from streams.profiles import UserProfile
 from streams.retry import with_retries
 from streams.settings import StreamSettings
 from streams.time_policy import arrival_ms, enforce
-from streams.updater import BehaviorUpdater
+from streams.updater import BehaviorUpdater, Folded
 
 log = logging.getLogger(__name__)
 RawEvent = EventT[bytes]
@@ -50,6 +51,9 @@ BATCH_SECONDS = Histogram(
 def _header(value: object) -> bytes:
     return str(value).encode("utf-8", "replace")
 
+
+# Parked events retried per timer tick (oldest first).
+PARK_RETRY_BATCH = 500
 
 # How long a stopping worker waits for its in-flight batches before faust's
 # own shutdown goes on (well inside Kubernetes' 30 s default grace period).
@@ -117,6 +121,14 @@ class StreamWorker:
         # values, while value_type=dict makes recovery call dict.from_data and
         # fail on every changelog record (a restarted worker never gets ready).
         self.profiles = self.app.Table("profiles", default=None, partitions=settings.topic_partitions)
+        self.parking = Parking(
+            self.app.Table("parked", default=None, partitions=settings.topic_partitions),
+            settings.park_max_events,
+            int(settings.park_max_s * 1000),
+        )
+        # One writer of profiles at a time: the behavior agent and the timer
+        # that applies parked events both load, change and save them.
+        self._profiles_lock = asyncio.Lock()
         self.dlq = self.app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
         products = self.app.topic(settings.topic_products, key_serializer="raw", value_serializer="raw")
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
@@ -131,6 +143,7 @@ class StreamWorker:
         )
         self.lag = LagProbe(settings.connection(), settings.app_id)
         self.app.timer(settings.lag_interval_s, name="consumer-lag")(self._measure_lag)
+        self.app.timer(settings.park_retry_s, name="parked-retry")(self.retry_parked)
         sensors.install(self.app)
 
     async def _measure_lag(self) -> None:
@@ -145,28 +158,30 @@ class StreamWorker:
     async def _dead_letter(self, event: RawEvent, rejection: Rejection, agent: str) -> None:
         """Write the original bytes with the reason; wait for the broker's ack."""
         message = event.message
+        key = message.key if isinstance(message.key, bytes) else None
+        await self._dead_letter_record(
+            rejection, agent, topic=message.topic, partition=message.partition, offset=message.offset, key=key
+        )
+
+    async def _dead_letter_record(
+        self, rejection: Rejection, agent: str, *, topic: str, partition: int, offset: int, key: bytes | None
+    ) -> None:
         headers = [
             ("reason", _header(rejection.reason)),
             ("detail", _header(rejection.detail[:1000])),
-            ("source_topic", _header(message.topic)),
-            ("source_partition", _header(message.partition)),
-            ("source_offset", _header(message.offset)),
+            ("source_topic", _header(topic)),
+            ("source_partition", _header(partition)),
+            ("source_offset", _header(offset)),
         ]
-        key = message.key if isinstance(message.key, bytes) else None
         # force=True: without it faust attaches the message to the current
         # event and sends it only when that event is acknowledged, which is
         # the opposite of the order we need (and would wait forever here).
         future = await self.dlq.send(key=key, value=rejection.raw, headers=headers, force=True)
         await future
         DEAD_LETTERS.labels(rejection.reason).inc()
-        EVENTS.labels(agent, message.topic, "dead_lettered").inc()
+        EVENTS.labels(agent, topic, "dead_lettered").inc()
         log.warning(
-            "dead-lettered %s/%s@%s: %s (%s)",
-            message.topic,
-            message.partition,
-            message.offset,
-            rejection.reason,
-            rejection.detail[:200],
+            "dead-lettered %s/%s@%s: %s (%s)", topic, partition, offset, rejection.reason, rejection.detail[:200]
         )
 
     async def _decoded(
@@ -243,22 +258,82 @@ class StreamWorker:
         BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
 
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
-        """Fold a batch of user events into profiles, save them, publish the changed users."""
-        folded = await self.updater.fold([event for _, event in batch], self._load)
+        """Fold a batch of user events into profiles, save and publish them; park events of unknown products."""
+        now_ms = int(time.time() * 1000)
+        async with self._profiles_lock:
+            folded = await self._fold_and_save([(source.message.partition, event) for source, event in batch])
+            waiting = [
+                ParkedEvent(
+                    event,
+                    batch[index][0].value or b"",
+                    batch[index][0].message.key if isinstance(batch[index][0].message.key, bytes) else None,
+                    batch[index][0].message.topic,
+                    batch[index][0].message.partition,
+                    batch[index][0].message.offset,
+                    now_ms,
+                )
+                for index in folded.parked
+                if isinstance(event := batch[index][1], Click | Purchase)
+            ]
+            overflow = await self.parking.park(waiting)
+        for parked in overflow:
+            detail = f"product {parked.event.product_id} is not embedded and parking is full"
+            await self._dead_letter_parked(parked, f"{detail} ({self.parking.max_events} events)")
+        full = {(p.topic, p.partition, p.offset) for p in overflow}
+        for index, (source, _) in enumerate(batch):
+            message = source.message
+            if (message.topic, message.partition, message.offset) not in full:
+                EVENTS.labels("behavior", message.topic, folded.outcome(index)).inc()
+
+    async def _fold_and_save(self, items: Sequence[tuple[int, UserEvent]]) -> Folded:
+        """Apply ``(partition, event)`` pairs; save changed profiles to the changelog, then publish them."""
+        folded = await self.updater.fold([event for _, event in items], self._load)
         # The changelog records go to each source event's partition explicitly:
         # inside a batch faust's "current event" is not the one that changed
         # the key. Saved before the serving rows are written; a crash between
         # the two is healed by the replay (see ``Folded.replayed``).
         await changelog.write(
             self.profiles,
-            [
-                (batch[index][0].message.partition, user_id, profile.to_dict())
-                for user_id, (profile, index) in folded.profiles.items()
-            ],
+            [(items[index][0], user_id, profile.to_dict()) for user_id, (profile, index) in folded.profiles.items()],
         )
         await self.updater.publish([profile for profile, _ in folded.profiles.values()], list(folded.replayed.values()))
-        for (source, _), applied in zip(batch, folded.applied, strict=True):
-            EVENTS.labels("behavior", source.message.topic, "processed" if applied else "duplicate").inc()
+        return folded
+
+    async def retry_parked(self) -> None:
+        """Apply parked events whose product has arrived; dead-letter those that waited too long."""
+        if self.app.rebalancing or self.app.in_recovery:
+            return  # partitions are moving: the tables are not this worker's to change now
+        kinds = self._behavior_kinds
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in kinds}
+        async with self._profiles_lock:
+            waiting = self.parking.waiting(owned, PARK_RETRY_BATCH)
+            if not waiting:
+                return
+            try:
+                folded = await self._fold_and_save([(parked.partition, parked.event) for parked in waiting])
+            except Exception as exc:  # tried again on the next tick
+                log.warning("parked events not retried: %r", exc)
+                return
+            now_ms = int(time.time() * 1000)
+            still = set(folded.parked)
+            done = [parked for index, parked in enumerate(waiting) if index not in still]
+            expired = [waiting[index] for index in folded.parked if self.parking.expired(waiting[index], now_ms)]
+            for parked in expired:
+                age_s = (now_ms - parked.parked_ms) / 1000
+                await self._dead_letter_parked(
+                    parked, f"product {parked.event.product_id} was not embedded within {age_s:.0f} s"
+                )
+            await self.parking.release(done, "applied")
+            await self.parking.release(expired, "expired")
+        for index, parked in enumerate(waiting):
+            if index not in still:
+                EVENTS.labels("behavior", parked.topic, folded.outcome(index)).inc()
+
+    async def _dead_letter_parked(self, parked: ParkedEvent, detail: str) -> None:
+        rejection = Rejection(UNKNOWN_PRODUCT, detail, parked.raw)
+        await self._dead_letter_record(
+            rejection, "behavior", topic=parked.topic, partition=parked.partition, offset=parked.offset, key=parked.key
+        )
 
     def _load(self, user_id: str) -> UserProfile:
         stored = self.profiles.get(user_id)

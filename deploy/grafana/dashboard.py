@@ -484,7 +484,7 @@ def errors() -> list[tuple[Panel, int]]:
 
 
 def reliability() -> list[tuple[Panel, int]]:
-    """Waiting on dependencies, poison messages, commits and rebalances."""
+    """Waiting on dependencies, poison messages, commits, rebalances and parked events."""
     return [
         (
             timeseries(
@@ -494,7 +494,7 @@ def reliability() -> list[tuple[Panel, int]]:
                 "ops",
                 stack=True,
             ),
-            6,
+            5,
         ),
         (
             timeseries(
@@ -507,7 +507,7 @@ def reliability() -> list[tuple[Panel, int]]:
                 ],
                 "ops",
             ),
-            6,
+            5,
         ),
         (
             timeseries(
@@ -522,7 +522,7 @@ def reliability() -> list[tuple[Panel, int]]:
                 ],
                 "s",
             ),
-            6,
+            5,
         ),
         (
             timeseries(
@@ -534,7 +534,20 @@ def reliability() -> list[tuple[Panel, int]]:
                 ],
                 "s",
             ),
-            6,
+            5,
+        ),
+        (
+            timeseries(
+                "Clicks waiting for their product",
+                "Clicks and purchases parked until their product is embedded, and how they leave the parking "
+                "(expired and overflow are unknown_product dead letters).",
+                [
+                    (f"sum({selector('streamrec_parked_events_waiting')})", "waiting"),
+                    (f"sum by (outcome) ({rate('streamrec_parked_events_total')})", "{{outcome}}/s"),
+                ],
+                "short",
+            ),
+            4,
         ),
     ]
 

@@ -71,6 +71,8 @@ def system_env(kafka: LocalKafka, milvus: LocalMilvus, system_dir: Path) -> dict
         "STREAMREC_JOIN_TICK_S": "0.5",
         "STREAMREC_SNAPSHOT_INTERVAL_S": "1",
         "STREAMREC_MIN_EXAMPLES_TO_SERVE": "40",
+        # Clicks on products that never arrive are dead-lettered after this (parking tests).
+        "STREAMREC_PARK_MAX_S": "6",
         # A killed worker's partitions are taken over after this (chaos tests).
         "STREAMREC_SESSION_TIMEOUT_S": "10",
         # Events with these ids fail in processing every time (poison-message tests).

@@ -76,7 +76,9 @@ def test_arrival_time_falls_back_to_now_without_a_record_timestamp() -> None:
 
 def test_late_events_are_applied_and_counted() -> None:
     """An event far older than the shopper's newest still changes the profile, and counts as late."""
-    updater = BehaviorUpdater(MemoryStore(), AsyncEncoder(HashingTextEncoder(8)), late_after_ms=60_000)
+    updater = BehaviorUpdater(
+        MemoryStore(), AsyncEncoder(HashingTextEncoder(8)), late_after_ms=60_000, park_unknown=False
+    )
     profiles: dict[str, UserProfile] = {}
 
     def load(user_id: str) -> UserProfile:

@@ -7,7 +7,7 @@ import copy
 
 from encoders.runner import AsyncEncoder
 from encoders.text import HashingTextEncoder
-from ranker.store import MemoryStore
+from ranker.store import MemoryStore, ProductRow
 from streams.events import Click, UserEvent
 from streams.profiles import UserProfile
 from streams.updater import BehaviorUpdater
@@ -35,9 +35,17 @@ class Saved:
             self.profiles[user_id] = copy.deepcopy(profile)
 
 
-def updater(store: MemoryStore) -> BehaviorUpdater:
-    """An updater over ``store`` with a small deterministic encoder."""
-    return BehaviorUpdater(store, AsyncEncoder(HashingTextEncoder(8)))
+def updater(store: MemoryStore, known: tuple[str, ...] = ("p1",)) -> BehaviorUpdater:
+    """An updater over ``store`` (holding the ``known`` products) with a small deterministic encoder."""
+    encoder = HashingTextEncoder(8)
+    store.upsert_products(
+        [
+            ProductRow(p, encoder.encode([p])[0], p, "shoes", "swift", 10.0, True, NOW_MS, "hashing-8")
+            for p in known
+            if store.get_products([p]) == {}
+        ]
+    )
+    return BehaviorUpdater(store, AsyncEncoder(encoder))
 
 
 def test_fold_reports_changed_profiles_with_their_last_event_index() -> None:
@@ -80,3 +88,54 @@ def test_a_user_with_duplicates_and_new_events_is_changed_not_replayed() -> None
     assert folded.replayed == {}
     assert folded.profiles["a"][0].events == 2
     assert folded.profiles["a"][1] == 1
+
+
+def test_clicks_on_unknown_products_are_parked_not_applied() -> None:
+    """An unknown product's click is reported for parking and changes nothing; a known one in the same batch applies."""
+    store, saved = MemoryStore(), Saved()
+    batch: list[UserEvent] = [click("a", "1", "missing"), click("a", "2"), click("b", "3", "missing")]
+    folded = asyncio.run(updater(store).fold(batch, saved.load))
+    assert folded.parked == [0, 2]
+    assert folded.applied == [False, True, False]
+    assert [folded.outcome(i) for i in range(3)] == ["parked", "processed", "parked"]
+    assert folded.duplicates == 0
+    assert set(folded.profiles) == {"a"}
+    assert folded.profiles["a"][0].recent_items == ["p1"]
+    assert folded.replayed == {}
+
+
+def test_a_parked_click_applies_once_its_product_is_known_and_is_a_duplicate_after() -> None:
+    """Retried after the product arrived, the click applies with the product; again, it is a duplicate."""
+    store, saved = MemoryStore(), Saved()
+    late = click("a", "1", "late")
+    assert asyncio.run(updater(store).fold([late], saved.load)).parked == [0]
+    folded = asyncio.run(updater(store, known=("late",)).fold([late], saved.load))
+    assert (folded.parked, folded.applied) == ([], [True])
+    profile = folded.profiles["a"][0]
+    assert profile.categories.normalized(top=1) == {"shoes": 1.0}
+    saved.save(folded.profiles)
+    again = asyncio.run(updater(store).fold([late], saved.load))
+    assert (again.parked, again.applied, again.duplicates) == ([], [False], 1)
+
+
+def test_a_replayed_click_is_a_duplicate_even_when_its_product_has_gone() -> None:
+    """Dedup comes first: an applied click whose product was deleted since is not parked again."""
+    store, saved = MemoryStore(), Saved()
+    first = asyncio.run(updater(store, known=("gone",)).fold([click("a", "1", "gone")], saved.load))
+    saved.save(first.profiles)
+    store.delete_products(["gone"])
+    replay = asyncio.run(updater(store, known=()).fold([click("a", "1", "gone")], saved.load))
+    assert (replay.parked, replay.duplicates) == ([], 1)
+    assert set(replay.replayed) == {"a"}
+
+
+def test_without_parking_an_unknown_product_click_applies_without_a_vector() -> None:
+    """``park_unknown=False`` keeps the click (recent items, counts) without product features."""
+    store = MemoryStore()
+    folded = asyncio.run(
+        BehaviorUpdater(store, AsyncEncoder(HashingTextEncoder(8)), park_unknown=False).fold(
+            [click("a", "1", "missing")], Saved().load
+        )
+    )
+    assert (folded.parked, folded.applied) == ([], [True])
+    assert folded.profiles["a"][0].recent_items == ["missing"]
