@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from prometheus_client import Counter, Gauge
 
+from online_learning.dedup import RecentIds
 from online_learning.item_stats import ItemStats
 from online_learning.join import Example
 from online_learning.model import RankingModel
@@ -30,6 +31,9 @@ from streamrec.kafka_client import KafkaConnection
 log = logging.getLogger(__name__)
 
 LEARNED = Counter("streamrec_model_examples_total", "Examples learned", ["label"])
+DUPLICATES = Counter(
+    "streamrec_model_duplicate_examples_total", "Examples skipped because one with the same id was learned recently"
+)
 LOG_LOSS = Gauge("streamrec_model_progressive_logloss", "Progressive validation log loss of the learner's model")
 AUC = Gauge("streamrec_model_progressive_auc", "Progressive validation ROC AUC of the learner's model")
 RECENT_AUC = Gauge(
@@ -90,6 +94,7 @@ class Learner:
         self.model = RankingModel.create(settings.model_kind, settings.model_seed)
         self.items = ItemStats(settings.item_half_life_s)
         self.offsets: dict[int, int] = {}
+        self.recent = RecentIds(settings.example_dedup_window)
         self.version = 0
         self._published_learned = 0  # an untrained model is never published
         self._assigned = False
@@ -101,11 +106,16 @@ class Learner:
         """Continue from a snapshot."""
         self.model, self.items = snapshot.model, snapshot.items
         self.offsets, self.version = dict(snapshot.offsets), snapshot.version
+        self.recent = RecentIds(self.settings.example_dedup_window, snapshot.recent_examples)
         self._published_learned = self.model.learned
 
     def learn(self, example: Example, partition: int, offset: int) -> None:
-        """Learn one example read at ``partition``/``offset``; skip what a snapshot already holds."""
+        """Learn one example read at ``partition``/``offset``; skip what a snapshot holds and recent duplicates."""
         if offset <= self.offsets.get(partition, -1):
+            return
+        self.offsets[partition] = offset
+        if not self.recent.add(example.example_id):
+            DUPLICATES.inc()
             return
         self.model.learn(example.features, example.label, example.weight)
         self.items.record(
@@ -114,7 +124,6 @@ class Learner:
             clicked=example.weight if example.label else 0.0,
             at_ms=example.ts,
         )
-        self.offsets[partition] = offset
         LEARNED.labels("positive" if example.label else "negative").inc()
 
     def snapshot(self) -> Snapshot | None:
@@ -133,7 +142,14 @@ class Learner:
         self._published_learned = self.model.learned
         self.items.prune(100_000)
         items = copy.deepcopy(self.items)  # the learner keeps counting; the snapshot must not move
-        return Snapshot(self.version, int(self._clock() * 1000), self.model.clone(), items, dict(self.offsets))
+        return Snapshot(
+            self.version,
+            int(self._clock() * 1000),
+            self.model.clone(),
+            items,
+            dict(self.offsets),
+            recent_examples=self.recent.to_bytes(),
+        )
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned = bool(assigned)

@@ -21,4 +21,7 @@ class LearningSettings(BaseSettings):
     snapshot_interval_s: float = Field(10.0, gt=0, description="how often the learner publishes a snapshot")
     min_examples_to_serve: int = Field(50, ge=0, description="examples learned before the API ranks with the model")
     item_half_life_s: float = Field(86_400.0, gt=0, description="half-life of item views and clicks")
+    example_dedup_window: int = Field(
+        10_000, ge=1, description="recent example ids the learner remembers so a re-emitted example is learned once"
+    )
     min_auc: float = Field(0.4, ge=0, le=1, description="a model below this progressive AUC is not published")

@@ -1,8 +1,8 @@
 """Model snapshots: what the learner publishes and API replicas load.
 
-A snapshot carries the model, the item statistics and the offsets of the
-examples it reflects, so a restarted learner resumes exactly after them
-(nothing learned twice, nothing skipped).
+A snapshot carries the model, the item statistics, the offsets of the
+examples it reflects and the ids of the latest ones, so a restarted learner
+resumes exactly after them (nothing learned twice, nothing skipped).
 
 The payload is a pickle: the model topic is internal, written only by
 streamrec workers, and must be ACL-protected like the changelog topics;
@@ -31,6 +31,9 @@ class Snapshot:
     items: ItemStats
     offsets: dict[int, int] = field(default_factory=dict)  # examples partition -> last offset learned
     format: int = FORMAT
+    # Digests of the most recent example ids (online_learning.dedup); a
+    # class-level default, so snapshots pickled before it existed load too.
+    recent_examples: bytes = b""
 
     def dumps(self) -> bytes:
         """Serialise for the model topic."""

@@ -217,3 +217,41 @@ def test_learner_does_not_publish_an_unhealthy_model() -> None:
     assert learner.snapshot() is None
     assert learner.version == 0
     assert _sample("streamrec_model_snapshots_total", outcome="rejected") == before + 1
+
+
+def test_an_example_emitted_again_at_a_new_offset_is_learned_once() -> None:
+    """A join replay re-emits the same example id further down the topic: skipped, counted, offset still advances."""
+    learner = _learner()
+    before = _sample("streamrec_model_duplicate_examples_total")
+    learner.learn(_example(0), 0, 0)
+    learner.learn(_example(1), 0, 1)
+    learner.learn(_example(0), 0, 2)  # the same example, emitted again
+    assert learner.model.learned == 2
+    assert learner.offsets == {0: 2}
+    assert _sample("streamrec_model_duplicate_examples_total") == before + 1
+
+
+def test_a_restored_learner_still_knows_the_recent_example_ids() -> None:
+    """The snapshot carries the recent ids: after a restart a re-emitted example is still skipped."""
+    learner = _learner()
+    for offset in range(5):
+        learner.learn(_example(offset), 0, offset)
+    published = learner.snapshot()
+    assert published is not None
+    restored = _learner()
+    restored.restore(Snapshot.loads(published.dumps()) or published)
+    restored.learn(_example(3), 0, 5)  # re-emitted after the snapshot
+    restored.learn(_example(5), 0, 6)
+    assert restored.model.learned == 6
+
+
+def test_a_snapshot_pickled_before_recent_ids_existed_restores_with_none() -> None:
+    """Older snapshots lack the field: the class default (no ids) applies."""
+    old = _snapshot(1)
+    del old.__dict__["recent_examples"]
+    restored = Snapshot.loads(pickle.dumps(old))
+    assert restored is not None
+    assert restored.recent_examples == b""
+    learner = _learner()
+    learner.restore(restored)
+    assert len(learner.recent) == 0
