@@ -22,7 +22,10 @@ from streams.events import Click, Purchase, Search, UserEvent
 RECENT_ITEMS = 50
 PURCHASED_ITEMS = 200
 TOP_AFFINITIES = 32
-SEEN_EVENTS = 256
+# Event ids a profile remembers to recognise a re-delivered event: those of
+# the last ``dedup_ttl_ms`` of the shopper's event time, at most SEEN_EVENTS.
+SEEN_EVENTS = 512
+DEDUP_TTL_MS = 24 * 3600 * 1000
 
 # How strongly each kind of event speaks about the shopper's intent.
 EVENT_WEIGHT = {"search": 0.6, "click": 1.0, "purchase": 3.0}
@@ -74,18 +77,31 @@ class UserProfile:
     recent_items: list[str] = field(default_factory=list)
     purchased: list[str] = field(default_factory=list)
     recent_queries: list[str] = field(default_factory=list)
-    seen_events: list[str] = field(default_factory=list)
+    seen_events: dict[str, int] = field(default_factory=dict)  # event_id -> event time, oldest first
     last_event_ms: int = 0
     events: int = 0
     price_mean: float | None = None  # geometric running mean of clicked and bought prices
+    dedup_ttl_ms: int = DEDUP_TTL_MS
 
     def __post_init__(self) -> None:
         self.categories = DecayedScores(self.half_life_ms)
         self.brands = DecayedScores(self.half_life_ms)
 
     def has_seen(self, event_id: str) -> bool:
-        """Whether the event was applied already (within the last ``SEEN_EVENTS`` of this shopper)."""
+        """Whether the event was applied already (within ``dedup_ttl_ms`` and ``SEEN_EVENTS`` of this shopper)."""
         return event_id in self.seen_events
+
+    def _remember(self, event_id: str, ts: int) -> None:
+        # The id lives in the same changelog record as the effect it guards,
+        # so an event can never be marked seen without being applied.
+        seen = self.seen_events
+        seen[event_id] = ts
+        horizon = self.last_event_ms - self.dedup_ttl_ms
+        while seen:  # oldest first; a late event's id waits its turn at the back
+            oldest = next(iter(seen))
+            if len(seen) <= SEEN_EVENTS and seen[oldest] >= horizon:
+                break
+            del seen[oldest]
 
     def apply(self, event: UserEvent, product: ProductInfo | None, query_vector: Vector | None) -> bool:
         """Fold one event into the profile; False if it was already applied.
@@ -95,9 +111,9 @@ class UserProfile:
         """
         if self.has_seen(event.event_id):
             return False
-        self.seen_events = [*self.seen_events[-(SEEN_EVENTS - 1) :], event.event_id]
-        self.events += 1
         self.last_event_ms = max(self.last_event_ms, event.ts)
+        self._remember(event.event_id, event.ts)
+        self.events += 1
         if isinstance(event, Search):
             self.recent_queries = [*self.recent_queries[-9:], event.query]
             if query_vector is not None:
@@ -171,8 +187,10 @@ class UserProfile:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], half_life_ms: float) -> UserProfile:
-        """Rebuild a profile saved by :meth:`to_dict`."""
+    def from_dict(cls, data: dict[str, Any], half_life_ms: float, dedup_ttl_ms: int = DEDUP_TTL_MS) -> UserProfile:
+        """Rebuild a profile saved by :meth:`to_dict` (or by a version that kept a plain list of ids)."""
+        last_event_ms = int(data.get("last_event_ms", 0))
+        seen = data.get("seen_events", {})
         profile = cls(
             user_id=data["user_id"],
             half_life_ms=half_life_ms,
@@ -181,10 +199,13 @@ class UserProfile:
             recent_items=list(data.get("recent_items", [])),
             purchased=list(data.get("purchased", [])),
             recent_queries=list(data.get("recent_queries", [])),
-            seen_events=list(data.get("seen_events", [])),
-            last_event_ms=int(data.get("last_event_ms", 0)),
+            seen_events={str(k): int(v) for k, v in seen.items()}
+            if isinstance(seen, dict)
+            else dict.fromkeys(map(str, seen), last_event_ms),
+            last_event_ms=last_event_ms,
             events=int(data.get("events", 0)),
             price_mean=data.get("price_mean"),
+            dedup_ttl_ms=dedup_ttl_ms,
         )
         profile.categories = DecayedScores(half_life_ms, data.get("categories", {}), int(data.get("ref_ms", 0)))
         profile.brands = DecayedScores(half_life_ms, data.get("brands", {}), int(data.get("brands_ref_ms", 0)))

@@ -53,6 +53,9 @@ class StreamSettings(BaseSettings):
     )
     park_max_events: int = Field(10_000, ge=0, description="parked events a worker holds; more are dead-lettered")
     park_retry_s: float = Field(0.5, gt=0, description="how often parked events are retried")
+    dedup_ttl_s: float = Field(
+        86_400.0, gt=0, description="how long (in the shopper's event time) an event id is remembered to skip a replay"
+    )
     profile_half_life_s: float = Field(7 * 24 * 3600.0, gt=0, description="half-life of category/brand affinity")
     # A worker that dies without leaving the group (kill -9, a lost node)
     # holds its partitions until this expires; faust's 60 s default doubles

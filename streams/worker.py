@@ -94,6 +94,7 @@ class StreamWorker:
         self.store = store
         self.encoder = encoder
         self._half_life_ms = settings.profile_half_life_s * 1000
+        self._dedup_ttl_ms = int(settings.dedup_ttl_s * 1000)
         self._time_policy = settings.time_policy()
         self._behavior_kinds = settings.behavior_topics()
         self.refetch = RangeReader(settings.connection().aiokafka())
@@ -338,5 +339,5 @@ class StreamWorker:
     def _load(self, user_id: str) -> UserProfile:
         stored = self.profiles.get(user_id)
         if stored is None:
-            return UserProfile(user_id, self._half_life_ms)
-        return UserProfile.from_dict(stored, self._half_life_ms)
+            return UserProfile(user_id, self._half_life_ms, dedup_ttl_ms=self._dedup_ttl_ms)
+        return UserProfile.from_dict(stored, self._half_life_ms, self._dedup_ttl_ms)

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from ranker.store import Vector
 from streams.events import Click, Purchase, Search, UserEvent
-from streams.profiles import RECENT_ITEMS, SEEN_EVENTS, ProductInfo, UserProfile, decode_vector, encode_vector
+from streams.profiles import (
+    DEDUP_TTL_MS,
+    RECENT_ITEMS,
+    SEEN_EVENTS,
+    ProductInfo,
+    UserProfile,
+    decode_vector,
+    encode_vector,
+)
 
 DIM = 8
 HALF_LIFE_MS = 7 * 24 * 3600 * 1000.0
@@ -239,8 +247,40 @@ def test_seen_events_are_bounded() -> None:
     for i in range(SEEN_EVENTS + 10):
         user.apply(search(f"e{i}"), None, None)
     assert len(user.seen_events) == SEEN_EVENTS
-    assert user.seen_events[-1] == f"e{SEEN_EVENTS + 9}"
-    assert "e0" not in user.seen_events
+    assert list(user.seen_events)[-1] == f"e{SEEN_EVENTS + 9}"
+    assert not user.has_seen("e0")
+    assert user.has_seen("e10")
+
+
+def test_a_replay_within_the_ttl_changes_nothing_and_ids_past_it_are_forgotten() -> None:
+    """An event re-delivered hours later is still a duplicate; a day of event time later its id is gone."""
+    user = profile()
+    assert user.apply(click("first"), SHOES, None)
+    for hour in range(1, 24):
+        user.apply(search(f"s{hour}", ts=TS_MS + hour * 3_600_000), None, None)
+    assert not user.apply(click("first"), SHOES, None)
+    assert user.events == 24
+    user.apply(search("next-day", ts=TS_MS + DEDUP_TTL_MS + 1), None, None)
+    assert not user.has_seen("first")
+    assert user.has_seen("s1")
+
+
+def test_a_shorter_ttl_is_honoured_and_survives_a_round_trip() -> None:
+    """The TTL comes from the caller (STREAMREC_DEDUP_TTL_S), also for profiles loaded from the table."""
+    user = UserProfile("u1", HALF_LIFE_MS, dedup_ttl_ms=60_000)
+    user.apply(click("a"), SHOES, None)
+    loaded = UserProfile.from_dict(json.loads(json.dumps(user.to_dict())), HALF_LIFE_MS, 60_000)
+    assert loaded.seen_events == {"a": TS_MS}
+    loaded.apply(click("b", ts=TS_MS + 60_001), SHOES, None)
+    assert list(loaded.seen_events) == ["b"]
+
+
+def test_a_profile_saved_with_a_list_of_ids_loads_them_at_its_last_event_time() -> None:
+    """Profiles written before ids carried times keep deduplicating after an upgrade."""
+    data = {"user_id": "u1", "seen_events": ["a", "b"], "last_event_ms": TS_MS, "events": 2}
+    user = UserProfile.from_dict(data, HALF_LIFE_MS)
+    assert user.seen_events == {"a": TS_MS, "b": TS_MS}
+    assert not user.apply(click("a"), SHOES, None)
 
 
 def test_recent_items_are_bounded_and_deduplicated() -> None:
@@ -286,9 +326,9 @@ def make_events(steps: list[tuple[str, str, int]]) -> list[tuple[UserEvent, Prod
 
 @given(steps=EVENT_STEPS)
 def test_replaying_events_has_no_visible_effect(steps: list[tuple[str, str, int]]) -> None:
-    """Replaying an already applied stream (at-least-once delivery) leaves the profile unchanged."""
+    """Replaying an applied stream (at-least-once delivery) within the dedup TTL leaves the profile unchanged."""
     user = profile()
-    events = make_events(steps)
+    events = make_events([(kind, product_id, offset % DEDUP_TTL_MS) for kind, product_id, offset in steps])
     for event, info, query_vector in events:
         assert user.apply(event, info, query_vector) is True
     before = user.to_dict()
