@@ -25,7 +25,7 @@ from online_learning.item_stats import ItemStats
 from online_learning.join import Example
 from online_learning.model import RankingModel
 from online_learning.settings import LearningSettings
-from online_learning.snapshot import SNAPSHOT_KEY, Snapshot
+from online_learning.snapshot import CONSUMER_OPTIONS, PRODUCER_OPTIONS, SNAPSHOT_KEY, Snapshot
 from streamrec.kafka_client import KafkaConnection
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def read_latest_snapshot(
     a learner that started from scratch instead would learn examples twice.
     """
     consumer = AIOKafkaConsumer(
-        **kafka.aiokafka(), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        **kafka.aiokafka(), **CONSUMER_OPTIONS, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
@@ -200,7 +200,7 @@ class Learner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._producer = AIOKafkaProducer(**self._kafka.aiokafka(), acks="all")
+        self._producer = AIOKafkaProducer(**self._kafka.aiokafka(), **PRODUCER_OPTIONS)
         await self._producer.start()
         await self._consumer.start()
         self._consumer.subscribe([self.settings.topic_examples], listener=Listener())

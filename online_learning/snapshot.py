@@ -19,6 +19,20 @@ from online_learning.model import RankingModel
 
 SNAPSHOT_KEY = b"ranker"
 FORMAT = 1
+# Item statistics of a large catalog do not fit Kafka's 1 MB default (100k
+# items pickle to about 3 MB), so the model topic, the learner's producer and
+# the readers' fetches all allow this much, and snapshots are compressed.
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
+PRODUCER_OPTIONS: dict[str, object] = {
+    "acks": "all",
+    "compression_type": "gzip",
+    "max_request_size": MAX_SNAPSHOT_BYTES,
+}
+CONSUMER_OPTIONS: dict[str, object] = {
+    "max_partition_fetch_bytes": MAX_SNAPSHOT_BYTES,
+    "fetch_max_bytes": MAX_SNAPSHOT_BYTES,
+}
+TOPIC_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(MAX_SNAPSHOT_BYTES)}
 
 
 @dataclass

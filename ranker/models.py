@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from online_learning.learner import read_latest_snapshot
-from online_learning.snapshot import SNAPSHOT_KEY, Snapshot
+from online_learning.snapshot import CONSUMER_OPTIONS, SNAPSHOT_KEY, Snapshot
 from streamrec.kafka_client import KafkaConnection
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class ModelWatcher:
         self._task = asyncio.create_task(self._follow(end))
 
     async def _follow(self, offset: int) -> None:
-        consumer = AIOKafkaConsumer(**self._kafka.aiokafka(), group_id=None, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            **self._kafka.aiokafka(), **CONSUMER_OPTIONS, group_id=None, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             tp = TopicPartition(self._topic, 0)

@@ -6,6 +6,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from online_learning.settings import LearningSettings
+from online_learning.snapshot import TOPIC_CONFIG as SNAPSHOT_TOPIC_CONFIG
 from streams.settings import StreamSettings
 
 
@@ -21,8 +22,9 @@ def topic_specs(settings: StreamSettings, learning: LearningSettings | None = No
         settings.topic_dlq,
     ]
     specs = [NewTopic(name, partitions, 1) for name in plain]
-    # Snapshots are read newest-per-key, so old ones can be compacted away.
-    specs.append(NewTopic(settings.topic_model, 1, 1, topic_configs={"cleanup.policy": "compact"}))
+    # Snapshots are read newest-per-key, so old ones can be compacted away;
+    # a large catalog's snapshot exceeds the 1 MB default message size.
+    specs.append(NewTopic(settings.topic_model, 1, 1, topic_configs=dict(SNAPSHOT_TOPIC_CONFIG)))
     # One partition: the model is learned by one learner, in order.
     specs.append(NewTopic((learning or LearningSettings()).topic_examples, 1, 1))
     return specs

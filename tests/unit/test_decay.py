@@ -98,3 +98,33 @@ def test_invalid_half_life_raises(half_life_ms: float) -> None:
     """A half-life that is not a positive number is refused at construction."""
     with pytest.raises(ValueError, match="half_life_ms"):
         DecayedScores(half_life_ms)
+
+
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["shoes", "bags", "hats"]), st.floats(0.01, 100), st.integers(0, 300 * HALF_LIFE_MS)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_scores_equal_the_sum_of_decayed_increments_across_landmark_moves(events: list[tuple[str, float, int]]) -> None:
+    """Over spans of hundreds of half-lives (the landmark moves), every score is the plain sum it should be."""
+    scores = DecayedScores(HALF_LIFE_MS)
+    for name, amount, at_ms in events:
+        scores.add(name, amount, at_ms)
+    ref = max(at_ms for _, _, at_ms in events)
+    assert scores.ref_ms == ref
+    for name in {name for name, _, _ in events}:
+        expected = sum(a * 2 ** ((t - ref) / HALF_LIFE_MS) for n, a, t in events if n == name)
+        assert scores.get(name) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_a_pickle_from_before_the_landmark_loads_with_its_scores() -> None:
+    """Snapshots pickled when scores were stored as of the reference time still load (slot state)."""
+    old = DecayedScores.__new__(DecayedScores)
+    old.__setstate__((None, {"_half_life_ms": 1000.0, "_scores": {"shoes": 2.0}, "_ref_ms": 5000}))
+    assert old.get("shoes") == 2.0
+    assert old.get("shoes", at_ms=6000) == pytest.approx(1.0)
+    old.add("shoes", 1.0, at_ms=6000)
+    assert old.get("shoes") == pytest.approx(2.0)
+    assert len(old) == 1
