@@ -55,6 +55,7 @@ class _Buffer:
 
 
 Refetch = Callable[[TP, int, int], Awaitable[list[ConsumerRecord[bytes, bytes]]]]
+Committed = Callable[[TP], Awaitable[int | None]]
 
 
 class GapGuard:
@@ -75,6 +76,14 @@ class GapGuard:
         """Start over (after a rebalance the next offset of a partition is unknown)."""
         self._last.clear()
 
+    def knows(self, tp: TP) -> bool:
+        """Whether a record of ``tp`` was seen (or its next offset set) since the last :meth:`forget`."""
+        return tp in self._last
+
+    def expect(self, tp: TP, offset: int) -> None:
+        """The next record of ``tp`` should be at ``offset`` (its committed offset, before the first record)."""
+        self._last[tp] = offset - 1
+
     def skipped(self, tp: TP, offset: int) -> tuple[int, int] | None:
         """The offsets ``[start, end)`` skipped before the record at ``offset``, if any."""
         last = self._last.get(tp)
@@ -88,9 +97,30 @@ class GapGuard:
 class RangeReader:
     """Reads a range of offsets of one partition with a consumer of its own (no group, nothing committed)."""
 
-    def __init__(self, client_options: Mapping[str, Any], timeout_s: float = 30.0) -> None:
+    def __init__(self, client_options: Mapping[str, Any], timeout_s: float = 30.0, group: str | None = None) -> None:
         self._options = dict(client_options)
         self._timeout_s = timeout_s
+        self._group = group
+
+    async def committed(self, tp: TP) -> int | None:
+        """Where ``group`` resumes reading ``tp``: its committed offset, else the first offset the broker holds.
+
+        The second is where a group without a commit starts (the workers
+        read from the earliest offset). None without a group. Asks the
+        broker only: this consumer neither joins the group nor commits.
+        """
+        if self._group is None:
+            return None
+        consumer = AIOKafkaConsumer(**self._options, group_id=self._group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partition = TopicPartition(tp.topic, tp.partition)
+            offset: int | None = await asyncio.wait_for(consumer.committed(partition), self._timeout_s)
+            if offset is None:
+                offset = (await asyncio.wait_for(consumer.beginning_offsets([partition]), self._timeout_s))[partition]
+            return offset
+        finally:
+            await consumer.stop()
 
     async def __call__(self, tp: TP, start: int, end: int) -> list[ConsumerRecord[bytes, bytes]]:
         """The records at offsets ``start <= offset < end`` (fewer where the broker holds none)."""
@@ -168,6 +198,18 @@ async def _read_again(
     return records
 
 
+async def expected_offset(app: AppT, tp: TP, committed: Committed) -> int | None:
+    """Where the first record of ``tp`` after an assignment should be: the group's committed offset."""
+    known = getattr(app.consumer, "_committed_offset", {}).get(tp)  # set by faust's seek, once it ran
+    if known is not None:
+        return int(known)
+    try:
+        return await committed(tp)
+    except Exception as exc:  # unknown: the first record sets the baseline, as without a check
+        log.warning("%s: committed offset not read: %r", tp, exc)
+        return None
+
+
 async def run_batches(
     stream: StreamT[Any],
     max_events: int,
@@ -175,13 +217,19 @@ async def run_batches(
     handle: Callable[[list[EventT[Any]]], Awaitable[None]],
     *,
     refetch: Refetch | None = None,
+    committed: Committed | None = None,
 ) -> AsyncIterator[None]:
     """Feed ``handle`` batches of the stream's events, acknowledging each batch once it was handled.
 
     Yields after each batch (an agent yields with it). A batch being handled
-    when the agent is cancelled is finished and acknowledged first.
+    when the agent is cancelled is finished and acknowledged first. With
+    ``committed``, the first record of a partition after an assignment is
+    checked against the group's committed offset too: records before it that
+    faust never delivered would otherwise hold the partition's commits back
+    for the life of the process (faust commits only up to the first offset
+    not acknowledged).
     """
-    async for batch in _batches(stream, max_events, within_s, refetch):
+    async for batch in _batches(stream, max_events, within_s, refetch, committed):
         task = asyncio.ensure_future(_handle_and_ack(stream, batch, handle))
         try:
             await asyncio.shield(task)
@@ -204,6 +252,7 @@ async def _batches(
     max_events: int,
     within_s: float,
     refetch: Refetch | None,
+    committed: Committed | None = None,
 ) -> AsyncIterator[list[EventT[Any]]]:
     """Lists of up to ``max_events`` events, at most ``within_s`` after the first of each; never acknowledged here.
 
@@ -222,6 +271,10 @@ async def _batches(
                 generation = app.consumer_generation_id
                 guard.forget()
             message = event.message
+            if committed is not None and refetch is not None and not guard.knows(message.tp):
+                expected = await expected_offset(app, message.tp, committed)
+                if expected is not None:
+                    guard.expect(message.tp, expected)
             gap = guard.skipped(message.tp, message.offset)
             if gap is not None and refetch is not None:
                 for record in await _read_again(refetch, message.tp, message.topic, gap):

@@ -97,7 +97,7 @@ class StreamWorker:
         self._dedup_ttl_ms = int(settings.dedup_ttl_s * 1000)
         self._time_policy = settings.time_policy()
         self._behavior_kinds = settings.behavior_topics()
-        self.refetch = RangeReader(settings.connection().aiokafka())
+        self.refetch = RangeReader(settings.connection().aiokafka(), group=settings.app_id)
         self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000))
         self.app = WorkerApp(
             settings.app_id,
@@ -209,6 +209,7 @@ class StreamWorker:
             settings.product_batch_wait_s,
             self._catalog_batch,
             refetch=self.refetch,
+            committed=self.refetch.committed,
         ):
             yield None
 
@@ -248,6 +249,7 @@ class StreamWorker:
             settings.batch_max_wait_s,
             self._behavior_batch,
             refetch=self.refetch,
+            committed=self.refetch.committed,
         ):
             yield None
 

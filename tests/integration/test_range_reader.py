@@ -1,4 +1,4 @@
-"""RangeReader reads exactly the asked offsets of a partition from the real broker, with no consumer group."""
+"""RangeReader reads exactly the asked offsets of a partition, and a group's committed offset, from the real broker."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 from faust.types import TP
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.structs import OffsetAndMetadata
 
 from streamrec.localkafka import LocalKafka
 from streams.batching import RangeReader
@@ -49,3 +50,20 @@ def test_a_range_past_the_end_times_out(kafka: LocalKafka) -> None:
     reader = RangeReader({"bootstrap_servers": kafka.bootstrap_servers}, timeout_s=2)
     with pytest.raises(TimeoutError, match="not read within"):
         asyncio.run(reader(TP(topic, 0), 0, 5))
+
+
+def test_committed_reads_the_groups_offset_without_joining_or_committing(kafka: LocalKafka) -> None:
+    """The offset a group committed; for a group without a commit the partition's first offset; nothing committed."""
+    topic = _topic(kafka, [f"v{n}".encode() for n in range(6)])
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group, enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(4, "", -1)})
+    finally:
+        consumer.close()
+    reader = RangeReader({"bootstrap_servers": kafka.bootstrap_servers}, group=group)
+    assert asyncio.run(reader.committed(TP(topic, 0))) == 4
+    assert asyncio.run(reader.committed(TP(topic, 0))) == 4, "reading the offset moved it"
+    stranger = RangeReader({"bootstrap_servers": kafka.bootstrap_servers}, group=f"none-{uuid.uuid4().hex[:8]}")
+    assert asyncio.run(stranger.committed(TP(topic, 0))) == 0
+    assert asyncio.run(RangeReader({"bootstrap_servers": kafka.bootstrap_servers}).committed(TP(topic, 0))) is None

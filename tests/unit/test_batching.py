@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from faust.types import TP
 
-from streams.batching import GapGuard
+from streams.batching import GapGuard, expected_offset
 
 TP0 = TP("streamrec.clicks", 0)
 TP1 = TP("streamrec.clicks", 1)
@@ -48,3 +51,40 @@ def test_forget_drops_what_was_known_about_partitions() -> None:
     guard.skipped(TP0, 5)
     guard.forget()
     assert guard.skipped(TP0, 50) is None
+
+
+def test_an_expected_first_offset_names_the_records_before_the_first_one_seen() -> None:
+    """With the committed offset as the expectation, a first record past it reveals the range before it."""
+    guard = GapGuard()
+    assert not guard.knows(TP0)
+    guard.expect(TP0, 10)
+    assert guard.knows(TP0)
+    assert skipped(guard, [(TP0, 14), (TP0, 15)]) == [(10, 14), None]
+    guard.expect(TP1, 3)
+    assert guard.skipped(TP1, 3) is None
+
+
+class _Consumer:
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self._committed_offset = committed
+
+
+class _App:
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.consumer = _Consumer(committed)
+
+
+def test_theexpected_offset_is_faust_s_own_then_the_broker_s_then_unknown() -> None:
+    """faust's committed offset when its seek ran; else the group's offset on the broker; else None."""
+
+    async def broker(tp: TP) -> int | None:
+        return {TP1: 7}.get(tp)
+
+    async def unreachable(tp: TP) -> int | None:
+        raise ConnectionError("broker down")
+
+    app: Any = _App({TP0: 42})
+    assert asyncio.run(expected_offset(app, TP0, broker)) == 42
+    assert asyncio.run(expected_offset(app, TP1, broker)) == 7
+    assert asyncio.run(expected_offset(_App({}), TP0, broker)) is None  # type: ignore[arg-type]
+    assert asyncio.run(expected_offset(_App({}), TP1, unreachable)) is None  # type: ignore[arg-type]
