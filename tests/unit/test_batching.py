@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 from faust.types import TP
+from intervaltree import Interval, IntervalTree
 
-from streams.batching import GapGuard, expected_offset
+from streams.batching import GapGuard, expected_offset, forget_faust_gap
 
 TP0 = TP("streamrec.clicks", 0)
 TP1 = TP("streamrec.clicks", 1)
@@ -88,3 +89,25 @@ def test_theexpected_offset_is_faust_s_own_then_the_broker_s_then_unknown() -> N
     assert asyncio.run(expected_offset(app, TP1, broker)) == 7
     assert asyncio.run(expected_offset(_App({}), TP0, broker)) is None  # type: ignore[arg-type]
     assert asyncio.run(expected_offset(_App({}), TP1, unreachable)) is None  # type: ignore[arg-type]
+
+
+class _GapConsumer:
+    def __init__(self, gaps: dict[TP, IntervalTree]) -> None:
+        self._gap = gaps
+
+
+class _GapApp:
+    def __init__(self, gaps: dict[TP, IntervalTree]) -> None:
+        self.consumer = _GapConsumer(gaps)
+
+
+def test_a_refetched_range_leaves_faust_s_gap_record() -> None:
+    """faust's gap [73, 77) (skipped 73..75 plus the revealing 76) goes; other offsets and partitions stay."""
+    gaps = {TP0: IntervalTree([Interval(73, 77)]), TP1: IntervalTree([Interval(10, 20)])}
+    app: Any = _GapApp(gaps)
+    forget_faust_gap(app, TP0, 72, 76)
+    assert not gaps[TP0]
+    forget_faust_gap(app, TP1, 12, 14)
+    assert sorted((i.begin, i.end) for i in gaps[TP1]) == [(10, 12), (15, 20)]
+    forget_faust_gap(app, TP("streamrec.searches", 0), 0, 5)  # no gap filed: nothing to do
+    forget_faust_gap(_App({}), TP0, 0, 1)  # type: ignore[arg-type]  # a consumer without gap records
