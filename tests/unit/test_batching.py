@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from faust.types import TP
@@ -65,17 +66,12 @@ def test_an_expected_first_offset_names_the_records_before_the_first_one_seen() 
     assert guard.skipped(TP1, 3) is None
 
 
-class _Consumer:
-    def __init__(self, committed: dict[TP, int]) -> None:
-        self._committed_offset = committed
+def _app(**consumer: object) -> Any:
+    """An app whose consumer has just the (private) faust attributes given."""
+    return SimpleNamespace(consumer=SimpleNamespace(**consumer))
 
 
-class _App:
-    def __init__(self, committed: dict[TP, int]) -> None:
-        self.consumer = _Consumer(committed)
-
-
-def test_theexpected_offset_is_faust_s_own_then_the_broker_s_then_unknown() -> None:
+def test_the_expected_offset_is_faust_s_own_then_the_broker_s_then_unknown() -> None:
     """faust's committed offset when its seek ran; else the group's offset on the broker; else None."""
 
     async def broker(tp: TP) -> int | None:
@@ -84,30 +80,20 @@ def test_theexpected_offset_is_faust_s_own_then_the_broker_s_then_unknown() -> N
     async def unreachable(tp: TP) -> int | None:
         raise ConnectionError("broker down")
 
-    app: Any = _App({TP0: 42})
+    app = _app(_committed_offset={TP0: 42})
     assert asyncio.run(expected_offset(app, TP0, broker)) == 42
     assert asyncio.run(expected_offset(app, TP1, broker)) == 7
-    assert asyncio.run(expected_offset(_App({}), TP0, broker)) is None  # type: ignore[arg-type]
-    assert asyncio.run(expected_offset(_App({}), TP1, unreachable)) is None  # type: ignore[arg-type]
-
-
-class _GapConsumer:
-    def __init__(self, gaps: dict[TP, IntervalTree]) -> None:
-        self._gap = gaps
-
-
-class _GapApp:
-    def __init__(self, gaps: dict[TP, IntervalTree]) -> None:
-        self.consumer = _GapConsumer(gaps)
+    assert asyncio.run(expected_offset(_app(_committed_offset={}), TP0, broker)) is None
+    assert asyncio.run(expected_offset(_app(_committed_offset={}), TP1, unreachable)) is None
 
 
 def test_a_refetched_range_leaves_faust_s_gap_record() -> None:
     """faust's gap [73, 77) (skipped 73..75 plus the revealing 76) goes; other offsets and partitions stay."""
     gaps = {TP0: IntervalTree([Interval(73, 77)]), TP1: IntervalTree([Interval(10, 20)])}
-    app: Any = _GapApp(gaps)
+    app = _app(_gap=gaps)
     forget_faust_gap(app, TP0, 72, 76)
     assert not gaps[TP0]
     forget_faust_gap(app, TP1, 12, 14)
     assert sorted((i.begin, i.end) for i in gaps[TP1]) == [(10, 12), (15, 20)]
     forget_faust_gap(app, TP("streamrec.searches", 0), 0, 5)  # no gap filed: nothing to do
-    forget_faust_gap(_App({}), TP0, 0, 1)  # type: ignore[arg-type]  # a consumer without gap records
+    forget_faust_gap(_app(), TP0, 0, 1)  # a consumer without gap records
