@@ -15,6 +15,7 @@ whose product is still unknown after ``park_max_s``, or that do not fit in
 from __future__ import annotations
 
 import base64
+import heapq
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,11 +105,10 @@ class Parking:
 
     def waiting(self, partitions: Collection[int], limit: int) -> list[ParkedEvent]:
         """Up to ``limit`` parked events of the partitions this worker owns, oldest first."""
-        owned = [
-            ParkedEvent.from_dict(data) for data in list(self.table.data.values()) if data["partition"] in partitions
-        ]
-        owned.sort(key=lambda e: e.parked_ms)
-        return owned[:limit]
+        # Runs every retry tick: pick on the stored dicts, decode only what is returned.
+        owned = [data for data in self.table.data.values() if data["partition"] in partitions]
+        oldest = heapq.nsmallest(limit, owned, key=lambda data: data["parked_ms"])
+        return [ParkedEvent.from_dict(data) for data in oldest]
 
     def expired(self, event: ParkedEvent, now_ms: int) -> bool:
         """Whether ``event`` has waited as long as it may."""
