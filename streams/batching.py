@@ -231,20 +231,19 @@ async def run_batches(
     within_s: float,
     handle: Callable[[list[EventT[Any]]], Awaitable[None]],
     *,
-    refetch: Refetch | None = None,
-    committed: Committed | None = None,
+    reader: RangeReader | None = None,
 ) -> AsyncIterator[None]:
     """Feed ``handle`` batches of the stream's events, acknowledging each batch once it was handled.
 
     Yields after each batch (an agent yields with it). A batch being handled
     when the agent is cancelled is finished and acknowledged first. With
-    ``committed``, the first record of a partition after an assignment is
-    checked against the group's committed offset too: records before it that
-    faust never delivered would otherwise hold the partition's commits back
-    for the life of the process (faust commits only up to the first offset
-    not acknowledged).
+    ``reader``, offsets the stream skipped are read again, including those
+    before the first record of a partition after an assignment (checked
+    against where the group resumes): records faust never delivered would
+    otherwise be lost or hold the partition's commits back for the life of
+    the process (faust commits only up to the first offset not acknowledged).
     """
-    async for batch in _batches(stream, max_events, within_s, refetch, committed):
+    async for batch in _batches(stream, max_events, within_s, reader):
         task = asyncio.ensure_future(_handle_and_ack(stream, batch, handle))
         try:
             await asyncio.shield(task)
@@ -266,12 +265,11 @@ async def _batches(
     stream: StreamT[Any],
     max_events: int,
     within_s: float,
-    refetch: Refetch | None,
-    committed: Committed | None = None,
+    reader: RangeReader | None,
 ) -> AsyncIterator[list[EventT[Any]]]:
     """Lists of up to ``max_events`` events, at most ``within_s`` after the first of each; never acknowledged here.
 
-    With ``refetch``, records the stream skipped are read again and handed
+    With ``reader``, records the stream skipped are read again and handed
     out before the record that revealed the gap.
     """
     stream.enable_acks = False
@@ -286,13 +284,16 @@ async def _batches(
                 generation = app.consumer_generation_id
                 guard.forget()
             message = event.message
-            if committed is not None and refetch is not None and not guard.knows(message.tp):
-                expected = await expected_offset(app, message.tp, committed)
+            if reader is None:
+                await buffer.put(event)
+                continue
+            if not guard.knows(message.tp):
+                expected = await expected_offset(app, message.tp, reader.committed)
                 if expected is not None:
                     guard.expect(message.tp, expected)
             gap = guard.skipped(message.tp, message.offset)
-            if gap is not None and refetch is not None:
-                records = await _read_again(refetch, message.tp, message.topic, gap)
+            if gap is not None:
+                records = await _read_again(reader, message.tp, message.topic, gap)
                 if records:
                     forget_faust_gap(app, message.tp, gap[0], message.offset)
                 for record in records:

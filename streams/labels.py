@@ -77,8 +77,7 @@ class LabelJoin:
             settings.batch_max_events,
             settings.batch_max_wait_s,
             self._batch,
-            refetch=self._refetch,
-            committed=None if self._refetch is None else self._refetch.committed,
+            reader=self._refetch,
         ):
             yield None
 

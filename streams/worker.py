@@ -208,8 +208,7 @@ class StreamWorker:
             settings.product_batch_max,
             settings.product_batch_wait_s,
             self._catalog_batch,
-            refetch=self.refetch,
-            committed=self.refetch.committed,
+            reader=self.refetch,
         ):
             yield None
 
@@ -248,8 +247,7 @@ class StreamWorker:
             settings.batch_max_events,
             settings.batch_max_wait_s,
             self._behavior_batch,
-            refetch=self.refetch,
-            committed=self.refetch.committed,
+            reader=self.refetch,
         ):
             yield None
 
