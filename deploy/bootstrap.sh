@@ -30,4 +30,12 @@ if [ ! -f "$venv/.complete" ]; then
 else
   "$venv/bin/pip" install --quiet --no-deps -e "$here" >&2
 fi
+# Data-only packages: `streamrec evaluate` reads MovieLens-100k from the files
+# recbole ships and never imports recbole, so its dependency tree (ray,
+# tensorboard, a second torch pin) is not installed.
+for pin in $(grep -v '^#' "$here/deploy/data-packages.txt"); do
+  if ! "$venv/bin/pip" show --quiet "${pin%%==*}" >/dev/null 2>&1; then
+    "$venv/bin/pip" install --quiet --no-deps "$pin" >&2
+  fi
+done
 echo "$venv"

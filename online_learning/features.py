@@ -23,7 +23,15 @@ FEATURES = (
     "price_fit",
     "freshness",
     "position",
+    "covisitation",
+    "covisit_cosine",
+    "from_content",
+    "from_covisit",
+    "from_popular",
+    "from_category",
 )
+# The candidate sources a feature flags; the ranker names them the same.
+SOURCES = ("content", "covisit", "popular", "category")
 
 
 def ranking_features(
@@ -37,8 +45,17 @@ def ranking_features(
     user_price: float | None,
     age_days: float,
     position: int,
+    covisitation: float = 0.0,
+    covisit_cosine: float = 0.0,
+    sources: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
-    """Feature values of one candidate shown at ``position`` (1-based)."""
+    """Feature values of one candidate shown at ``position`` (1-based).
+
+    ``covisitation`` is how strongly the shopper's recent products point at
+    this one (how often their shoppers went on to it), ``covisit_cosine`` the
+    same damped by this product's own popularity; ``sources`` the
+    candidate sources that proposed it, so the model can learn their blend.
+    """
     if user_price is None or user_price <= 0 or price <= 0:
         price_fit = 0.5  # no history: neither a fit nor a misfit
     else:
@@ -56,4 +73,7 @@ def ranking_features(
         # weights need not. At serving time every candidate is scored as if
         # shown first (position 1 -> 0.0), so the bias never reorders results.
         "position": math.log2(position),
+        "covisitation": math.log1p(max(covisitation, 0.0)),
+        "covisit_cosine": math.log1p(max(covisit_cosine, 0.0)),
+        **{f"from_{source}": float(source in sources) for source in SOURCES},
     }

@@ -14,10 +14,14 @@ True
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+from numpy.typing import NDArray
 from river import compose, facto, linear_model, metrics, optim, utils
 
 from online_learning.scaling import FlooredScaler
@@ -105,6 +109,38 @@ class RankingModel:
         logit = float(raw_dot(scaled))
         return Score(self.probability(x), logit, self._contributions(scaled, logit))
 
+    def score_many(self, rows: Sequence[dict[str, float]]) -> list[Score]:
+        """``[self.score(row) for row in rows]``, computed for all rows at once for "logreg".
+
+        Rows may have different features; each gets the contributions of its own
+        features plus "intercept", exactly as ``score`` gives them (up to float
+        summation order). The FM falls back to ``score`` per row: its pairwise
+        terms are computed by river's own per-row code, not reproduced here.
+        """
+        if self.kind != "logreg":
+            return [self.score(row) for row in rows]
+        names, columns, raw, present = _matrix(rows)
+        classifier = self.pipeline[list(self.pipeline.steps)[-1]]
+        weights = classifier._weights  # read-only use, as in _contributions
+        intercept = float(classifier.intercept)
+        # numpy warns where Python floats silently give inf or nan (huge inputs,
+        # a nan weight); score() keeps those values, so keep them here too.
+        with np.errstate(all="ignore"):
+            scaled = _scale_many(self.pipeline[next(iter(self.pipeline.steps))], names, raw)
+            # river's dot runs over the row's own features only: a feature missing
+            # from a row adds nothing, even when its weight is nan (nan * 0 is nan).
+            parts = np.where(present, np.array([weights.get(name, 0.0) for name in names]) * scaled, 0.0)
+            logits = intercept + parts.sum(axis=1)
+            probabilities = _river_sigmoid(logits)
+        scores = []
+        for row, js, part, logit, probability in zip(
+            rows, columns, parts.tolist(), logits.tolist(), probabilities.tolist(), strict=True
+        ):
+            contributions = {name: part[j] for name, j in zip(row, js, strict=True)}
+            contributions["intercept"] = intercept
+            scores.append(Score(probability, logit, contributions))
+        return scores
+
     def _contributions(self, scaled: dict[str, float], logit: float) -> dict[str, float]:
         classifier = self.pipeline[list(self.pipeline.steps)[-1]]
         if self.kind == "logreg":
@@ -138,3 +174,45 @@ class RankingModel:
     def clone(self) -> RankingModel:
         """A deep copy, safe to publish while this one keeps learning."""
         return copy.deepcopy(self)
+
+
+def _matrix(
+    rows: Sequence[dict[str, float]],
+) -> tuple[list[str], list[list[int]], NDArray[np.float64], NDArray[np.bool_]]:
+    """The rows as one matrix over the union of their features: names, each row's columns, values, and which are set."""
+    names = list(dict.fromkeys(itertools.chain.from_iterable(rows)))  # the union, in first-seen order
+    column = {name: j for j, name in enumerate(names)}
+    columns = [[column[name] for name in row] for row in rows]
+    raw = np.zeros((len(rows), len(names)))
+    present = np.zeros(raw.shape, dtype=bool)
+    at = (
+        np.repeat(np.arange(len(rows)), [len(row) for row in rows]),
+        np.array([j for js in columns for j in js], dtype=np.intp),  # intp: an empty index must be one too
+    )
+    raw[at] = [value for row in rows for value in row.values()]  # float(value), as transform_one does
+    present[at] = True
+    return names, columns, raw, present
+
+
+def _scale_many(scaler: FlooredScaler, names: list[str], raw: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``FlooredScaler.transform_one`` on every row of ``raw`` (columns ``names``), step for step."""
+    # The statistics are read once per call, per feature; .get defaults as in transform_one.
+    counts = np.array([scaler.counts.get(name, 0) for name in names], dtype=np.float64)
+    means = np.array([scaler.means.get(name, 0.0) for name in names])
+    m2 = np.array([scaler.m2.get(name, 0.0) for name in names])
+    # Population deviation from two observations on, 0 before; the floor then applies to both.
+    std = np.where(counts > 1, np.sqrt(m2 / np.maximum(counts, 1.0)), 0.0)
+    z = (raw - means) / np.maximum(std, scaler.min_std)
+    clipped = np.clip(z, -scaler.bound, scaler.bound)  # like min(max(z, -b), b), nan stays nan
+    # A non-finite input, and any value of a feature never learned, is neutral.
+    scaled: NDArray[np.float64] = np.where(np.isfinite(raw) & (counts > 0), clipped, 0.0)
+    return scaled
+
+
+def _river_sigmoid(logits: NDArray[np.float64]) -> NDArray[np.float64]:
+    """river's ``utils.math.sigmoid`` (what LogisticRegression.predict_proba_one uses), elementwise."""
+    # river saturates to exactly 0 and 1 beyond |30| (its ndarray path does not;
+    # predict_proba_one takes the scalar one). nan falls through to nan in both.
+    exact = 1.0 / (1.0 + np.exp(-logits))
+    saturated: NDArray[np.float64] = np.where(logits < -30, 0.0, np.where(logits > 30, 1.0, exact))
+    return saturated

@@ -26,7 +26,18 @@ from prometheus_client import Histogram
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from ranker.settings import RankerSettings
-from ranker.store import Hit, ProductFilter, ProductRow, UserRow, Vector, last_per_key
+from ranker.store import (
+    Hit,
+    ItemRow,
+    PopularList,
+    ProductFilter,
+    ProductRow,
+    UserRow,
+    Vector,
+    check_items,
+    check_popular,
+    last_per_key,
+)
 from streamrec.errors import StoreError, StoreUnavailable
 
 T = TypeVar("T")
@@ -38,6 +49,12 @@ MILVUS_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+_ITEM_FIELDS = ["item_id", "popularity", "neighbors", "ref_ms", "version"]
+# Item rows and popular lists share one collection, told apart by ``kind``;
+# every read and every delete of old versions filters on it, so a product
+# whose id happens to be "~popular/0" never meets partition 0's list.
+_ITEM, _POPULAR = "item", "popular"
+_POPULAR_PREFIX = "~popular/"
 _PRODUCT_FIELDS = ["product_id", "title", "category", "brand", "price", "in_stock", "updated_at", "model"]
 _RETRIABLE_WORDS = ("unavailable", "deadline", "timeout", "timed out", "connect", "not ready", "rate limit")
 # gRPC failures pymilvus lets through unwrapped (a server that stopped
@@ -87,8 +104,30 @@ def filter_expression(where: ProductFilter) -> str:
     return " and ".join(clauses)
 
 
+def _weights(value: Any) -> dict[str, float]:
+    """A JSON object of scores as read back from Milvus."""
+    return {str(key): float(weight) for key, weight in (value or {}).items()}
+
+
+def _item_record(kind: str, item_id: str, popularity: float, scores: dict[str, float], ref_ms: int) -> dict[str, Any]:
+    """A row of the items collection, before ``_write`` adds its version."""
+    return {
+        "item_id": item_id,
+        "kind": kind,
+        "popularity": float(popularity),
+        # float(): a numpy scalar would not serialise as JSON. A Milvus server
+        # rejects a JSON value over 64 KB (its default limit; Milvus Lite 2.5
+        # accepted 11 MB in a probe, so only production would show it), which
+        # is why writers keep at most ~100 neighbours or popular products:
+        # 100 ids of 128 characters with their weights are about 16 KB.
+        "neighbors": {key: float(weight) for key, weight in scores.items()},
+        "ref_ms": int(ref_ms),
+        "_unused": [0.0, 0.0],
+    }
+
+
 class MilvusStore:
-    """Products and users in two Milvus collections keyed by their ids."""
+    """Products, users and item rows in three Milvus collections keyed by their ids."""
 
     def __init__(self, settings: RankerSettings, dim: int, client: MilvusClient | None = None) -> None:
         self._settings = settings
@@ -104,6 +143,7 @@ class MilvusStore:
         self._version_lock = threading.Lock()
         self._products = settings.products_collection
         self._users = settings.users_collection
+        self._items = settings.items_collection
         self._call("ensure", self._ensure_collections)
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
@@ -166,8 +206,26 @@ class MilvusStore:
             client.create_collection(
                 self._users, schema=schema, index_params=index, consistency_level="Strong", timeout=self._timeout
             )
-        client.load_collection(self._products, timeout=self._timeout)
-        client.load_collection(self._users, timeout=self._timeout)
+        if not client.has_collection(self._items, timeout=self._timeout):
+            schema = self._versioned_schema("item_id")
+            schema.add_field("kind", DataType.VARCHAR, max_length=16)
+            # DOUBLE, not FLOAT: popularity reads back exactly as written, like
+            # the neighbour weights (JSON numbers are doubles).
+            schema.add_field("popularity", DataType.DOUBLE)
+            schema.add_field("neighbors", DataType.JSON)
+            schema.add_field("ref_ms", DataType.INT64)
+            # Items are read by id, never searched, but a Milvus server (since
+            # 2.4.4, milvus-io/milvus#33853) refuses a collection without a
+            # vector field, though Milvus Lite 2.5 accepts one. A 2-dim zero
+            # vector with a FLAT index (nothing to build) is the cheapest pass.
+            schema.add_field("_unused", DataType.FLOAT_VECTOR, dim=2)
+            index = client.prepare_index_params()
+            index.add_index("_unused", index_type="FLAT", metric_type="L2")
+            client.create_collection(
+                self._items, schema=schema, index_params=index, consistency_level="Strong", timeout=self._timeout
+            )
+        for name in (self._products, self._users, self._items):
+            client.load_collection(name, timeout=self._timeout)
 
     def _index_args(self) -> dict[str, Any]:
         kind = self._settings.milvus_index
@@ -192,8 +250,8 @@ class MilvusStore:
             self._version = max(time.time_ns(), self._version + 1)
             return self._version
 
-    def _write(self, operation: str, collection: str, key: str, data: list[dict[str, Any]]) -> None:
-        """Insert new versions of rows, then delete the versions they replace."""
+    def _write(self, operation: str, collection: str, key: str, data: list[dict[str, Any]], scope: str = "") -> None:
+        """Insert new versions of rows, then delete the versions they replace (among the rows ``scope`` selects)."""
         if not data:
             return
         version = self._next_version()
@@ -201,13 +259,9 @@ class MilvusStore:
             row["row_id"] = f"{row[key]}#{version}"
             row["version"] = version
         ids = ", ".join(_quote(row[key]) for row in data)
+        replaced = f"{key} in [{ids}] and version < {version}" + (f" and {scope}" if scope else "")
         self._call(operation, lambda: self._client.insert(collection, data, timeout=self._timeout))
-        self._call(
-            operation,
-            lambda: self._client.delete(
-                collection, filter=f"{key} in [{ids}] and version < {version}", timeout=self._timeout
-            ),
-        )
+        self._call(operation, lambda: self._client.delete(collection, filter=replaced, timeout=self._timeout))
 
     def upsert_products(self, rows: Sequence[ProductRow]) -> None:
         data = [
@@ -346,6 +400,68 @@ class MilvusStore:
             features=dict(row["features"] or {}),
             updated_at=int(row["updated_at"]),
         )
+
+    def upsert_items(self, rows: Sequence[ItemRow]) -> None:
+        check_items(rows)
+        data = [
+            _item_record(_ITEM, row.item_id, row.popularity, row.neighbors, row.ref_ms)
+            for row in last_per_key(rows, "item_id")
+        ]
+        self._write("upsert_items", self._items, "item_id", data, scope=f'kind == "{_ITEM}"')
+
+    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
+        ids = ", ".join(_quote(i) for i in sorted(set(item_ids)))
+        if not ids:
+            return {}
+        rows = self._call(
+            "get_items",
+            lambda: self._client.query(
+                self._items,
+                filter=f'kind == "{_ITEM}" and item_id in [{ids}]',
+                output_fields=_ITEM_FIELDS,
+                timeout=self._timeout,
+            ),
+        )
+        return {
+            row["item_id"]: ItemRow(
+                item_id=row["item_id"],
+                popularity=float(row["popularity"]),
+                neighbors=_weights(row["neighbors"]),
+                ref_ms=int(row["ref_ms"]),
+            )
+            for row in _newest(rows, "item_id")
+        }
+
+    def upsert_popular(self, lists: Sequence[PopularList]) -> None:
+        check_popular(lists)
+        data = [
+            _item_record(_POPULAR, f"{_POPULAR_PREFIX}{popular.partition}", 0.0, popular.items, popular.ref_ms)
+            for popular in last_per_key(lists, "partition")
+        ]
+        self._write("upsert_popular", self._items, "item_id", data, scope=f'kind == "{_POPULAR}"')
+
+    def popular_lists(self) -> list[PopularList]:
+        rows = self._call(
+            "popular_lists",
+            lambda: self._client.query(
+                self._items,
+                filter=f'kind == "{_POPULAR}"',
+                output_fields=_ITEM_FIELDS,
+                # One list per partition of the item stream (two while one is
+                # rewritten): far below Milvus's 16,384 cap on a query.
+                limit=16_384,
+                timeout=self._timeout,
+            ),
+        )
+        lists = [
+            PopularList(
+                partition=int(row["item_id"].removeprefix(_POPULAR_PREFIX)),
+                items=_weights(row["neighbors"]),
+                ref_ms=int(row["ref_ms"]),
+            )
+            for row in _newest(rows, "item_id")
+        ]
+        return sorted(lists, key=lambda popular: popular.partition)
 
     def close(self) -> None:
         self._client.close()

@@ -20,6 +20,8 @@ class Weights:
 
     category_affinity: float
     brand_affinity: float
+    covisitation: float = 0.0
+    popularity: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +32,21 @@ class Scored:
     contributions: dict[str, float]
 
 
-def score_hit(similarity: float, category: str, brand: str, features: dict[str, Any], weights: Weights) -> Scored:
-    """Score one candidate for a shopper with the given profile features."""
+def score_hit(
+    similarity: float,
+    category: str,
+    brand: str,
+    features: dict[str, Any],
+    weights: Weights,
+    *,
+    covisitation: float = 0.0,
+    popularity: float = 0.0,
+) -> Scored:
+    """Score one candidate for a shopper with the given profile features.
+
+    ``covisitation`` and ``popularity`` are the candidate's ranking feature
+    values (already log-scaled); they count only when their weight is set.
+    """
     categories: dict[str, float] = features.get("categories", {})
     brands: dict[str, float] = features.get("brands", {})
     contributions = {
@@ -39,4 +54,8 @@ def score_hit(similarity: float, category: str, brand: str, features: dict[str, 
         "category_affinity": weights.category_affinity * float(categories.get(category, 0.0)),
         "brand_affinity": weights.brand_affinity * float(brands.get(brand, 0.0)) if brand else 0.0,
     }
+    if weights.covisitation:
+        contributions["covisitation"] = weights.covisitation * covisitation
+    if weights.popularity:
+        contributions["popularity"] = weights.popularity * popularity
     return Scored(sum(contributions.values()), contributions)

@@ -11,7 +11,7 @@ import itertools
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,14 +20,15 @@ import numpy as np
 from encoders.runner import Embedder
 from online_learning.features import ranking_features
 from online_learning.item_stats import PRIOR_CLICKS, PRIOR_SKIPS, ItemStats
+from ranker import candidates as sources
 from ranker.impressions import ImpressionSink
 from ranker.models import ModelHolder
 from ranker.scoring import Weights, score_hit
 from ranker.settings import RankerSettings
-from ranker.store import Hit, ProductFilter, ProductRow, UserRow, Vector, VectorStore
+from ranker.store import Hit, ItemRow, PopularList, ProductFilter, ProductRow, UserRow, Vector, VectorStore
 
 PRIOR_CTR = PRIOR_CLICKS / (PRIOR_CLICKS + PRIOR_SKIPS)
-Strategy = Literal["personalized", "affinity", "popular", "semantic", "similar"]
+Strategy = Literal["personalized", "popular", "semantic", "similar"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class RankedItem:
     score: float
     contributions: dict[str, float]
     features: dict[str, float] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
 
     def to_json(self, explain: bool = False) -> dict[str, Any]:
         """The item as the API returns it; ``explain`` adds the score's contributions."""
@@ -52,6 +54,7 @@ class RankedItem:
         }
         if explain:
             body["contributions"] = {name: round(value, 6) for name, value in self.contributions.items()}
+            body["sources"] = list(self.sources)
         return body
 
 
@@ -70,6 +73,11 @@ def user_vector(user: UserRow, short_weight: float) -> Vector | None:
     blended = short_weight * user.short_vector + (1.0 - short_weight) * user.long_vector
     norm = float(np.linalg.norm(blended))
     return (blended / norm).astype(np.float32) if norm > 1e-6 else None
+
+
+def event_time(*groups: Iterable[ItemRow | PopularList]) -> int:
+    """The newest event time the given rows and lists were stated at (0 for none)."""
+    return max((row.ref_ms for group in groups for row in group), default=0)
 
 
 def interleave_categories(rows: Sequence[ProductRow], k: int) -> list[ProductRow]:
@@ -103,15 +111,28 @@ class Recommender:
         self._store = store
         self._encoder = encoder
         self._settings = settings
-        self._weights = Weights(settings.affinity_weight, settings.brand_weight)
+        self._weights = Weights(
+            settings.affinity_weight, settings.brand_weight, settings.covisit_weight, settings.popularity_weight
+        )
         self._models = models
         self._impressions = impressions
         self._clock = clock
+        self._half_life_ms = settings.covisit_half_life_s * 1000
 
     async def _user(self, user_id: str | None) -> UserRow | None:
         return await asyncio.to_thread(self._store.get_user, user_id) if user_id else None
 
-    def _features(self, hit: Hit, profile: dict[str, Any], items: ItemStats | None, now_ms: float) -> dict[str, float]:
+    def _features(
+        self,
+        hit: Hit,
+        *,
+        profile: dict[str, Any],
+        stats: ItemStats | None,
+        row: ItemRow | None,
+        candidate: sources.Candidate | None,
+        now_ms: float,
+        at_ms: float,
+    ) -> dict[str, float]:
         product = hit.product
         categories: dict[str, float] = profile.get("categories", {})
         brands: dict[str, float] = profile.get("brands", {})
@@ -119,32 +140,69 @@ class Recommender:
             similarity=hit.similarity,
             category_affinity=float(categories.get(product.category, 0.0)),
             brand_affinity=float(brands.get(product.brand, 0.0)) if product.brand else 0.0,
-            popularity=items.popularity(product.product_id) if items else 0.0,
-            ctr=items.ctr(product.product_id) if items else PRIOR_CTR,
+            popularity=sources.popularity(row, at_ms, self._half_life_ms),
+            ctr=stats.ctr(product.product_id) if stats else PRIOR_CTR,
             price=product.price,
             user_price=profile.get("price_mean"),
             age_days=(now_ms - product.updated_at) / 86_400_000,
             position=1,
+            covisitation=candidate.covisitation if candidate else 0.0,
+            covisit_cosine=candidate.covisit_cosine if candidate else 0.0,
+            sources=frozenset(candidate.sources) if candidate else frozenset(),
         )
 
-    def _rank(self, hits: Sequence[Hit], profile: dict[str, Any], k: int) -> tuple[list[RankedItem], int]:
+    def _rank(
+        self,
+        hits: Sequence[Hit],
+        profile: dict[str, Any],
+        k: int,
+        rows: dict[str, ItemRow] | None = None,
+        proposed: dict[str, sources.Candidate] | None = None,
+    ) -> tuple[list[RankedItem], int]:
         """Rank candidates; returns the items and the model version used (0: fixed blend)."""
         snapshot = self._models.serving() if self._models else None
-        # Item statistics come from the newest snapshot even before its model
-        # has learned enough to rank: logged features must carry them early,
-        # or the model could never learn what they are worth.
+        # Click-through rates come from the newest snapshot even before its
+        # model has learned enough to rank: logged features must carry them
+        # early, or the model could never learn what they are worth.
         latest = self._models.current if self._models else None
         stats = latest.items if latest else None
         now_ms = self._clock() * 1000
+        rows = rows or {}
+        proposed = proposed or {}
+        at_ms = event_time(rows.values())
+        features = [
+            self._features(
+                hit,
+                profile=profile,
+                stats=stats,
+                row=rows.get(hit.product.product_id),
+                candidate=proposed.get(hit.product.product_id),
+                now_ms=now_ms,
+                at_ms=at_ms,
+            )
+            for hit in hits
+        ]
+        tags = [
+            tuple(sorted(proposed[h.product.product_id].sources)) if h.product.product_id in proposed else ()
+            for h in hits
+        ]
         items = []
-        for hit in hits:
-            features = self._features(hit, profile, stats, now_ms)
-            if snapshot is not None:
-                scored = snapshot.model.score(features)
-                items.append(RankedItem(hit.product, scored.logit, scored.contributions, features))
-            else:
-                blend = score_hit(hit.similarity, hit.product.category, hit.product.brand, profile, self._weights)
-                items.append(RankedItem(hit.product, blend.score, blend.contributions, features))
+        if snapshot is not None:
+            for hit, values, tag, scored in zip(hits, features, tags, snapshot.model.score_many(features), strict=True):
+                items.append(RankedItem(hit.product, scored.logit, scored.contributions, values, tag))
+        else:
+            for hit, values, tag in zip(hits, features, tags, strict=True):
+                product = hit.product
+                blend = score_hit(
+                    hit.similarity,
+                    product.category,
+                    product.brand,
+                    profile,
+                    self._weights,
+                    covisitation=values["covisitation"],
+                    popularity=values["popularity"],
+                )
+                items.append(RankedItem(product, blend.score, blend.contributions, values, tag))
         items.sort(key=lambda item: (-item.score, item.product.product_id))
         return items[:k], snapshot.version if snapshot else 0
 
@@ -183,6 +241,9 @@ class Recommender:
             )
         return Results(items, strategy, personalized, {"request_id": request_id, "model_version": version})
 
+    async def _item_rows(self, product_ids: Sequence[str]) -> dict[str, ItemRow]:
+        return await asyncio.to_thread(self._store.get_items, list(product_ids)) if product_ids else {}
+
     async def search(self, query: str, user_id: str | None, k: int) -> Results:
         """Products matching the query's meaning, re-ranked by the shopper's profile."""
         user_task = asyncio.create_task(self._user(user_id))
@@ -191,8 +252,9 @@ class Recommender:
         hits = await asyncio.to_thread(
             self._store.search_products, vectors[0], k * self._settings.candidate_factor, ProductFilter()
         )
+        rows = await self._item_rows([hit.product.product_id for hit in hits])
         profile = user.features if user else {}
-        items, version = self._rank(hits, profile, k)
+        items, version = self._rank(hits, profile, k, rows)
         return self._results(
             items,
             version,
@@ -203,46 +265,148 @@ class Recommender:
             surface="search",
         )
 
-    async def recommend(self, user_id: str, k: int) -> Results:
-        """Products for this shopper now; the range of the catalog for a new one."""
+    async def _candidates(
+        self, profile: dict[str, Any], vector: Vector | None, want: int, seen: frozenset[str]
+    ) -> tuple[list[Hit], dict[str, sources.Candidate], dict[str, ItemRow]]:
+        """Merge the sources' candidates: hits with their products, what proposed each, their item rows."""
+        enabled = self._settings.candidate_sources
+        recent = list(profile.get("recent_items", []))[-sources.HISTORY :] if "covisit" in enabled else []
+        categories: dict[str, float] = profile.get("categories", {})
+        ann = (
+            asyncio.to_thread(self._store.search_products, vector, want, ProductFilter(exclude_ids=seen))
+            if vector is not None and "content" in enabled
+            else asyncio.sleep(0, result=[])
+        )
+        # Without a vector (only unembedded products touched) the favourite
+        # category stands in for content.
+        category = (
+            asyncio.to_thread(
+                self._store.browse_products,
+                want,
+                ProductFilter(exclude_ids=seen, category=max(categories, key=lambda name: categories[name])),
+            )
+            if vector is None and categories and "category" in enabled
+            else asyncio.sleep(0, result=[])
+        )
+        popular = asyncio.to_thread(self._store.popular_lists) if "popular" in enabled else asyncio.sleep(0, result=[])
+        hits, history_rows, lists, favourite = await asyncio.gather(ann, self._item_rows(recent), popular, category)
+        # Counts decay in event time: read them as of the newest event any of
+        # them saw, never the wall clock (a quiet hour must not move a score).
+        at_ms = event_time(history_rows.values(), lists)
+        raw, _ = sources.covisit_scores(recent, history_rows, at_ms, self._half_life_ms)
+        proposed: dict[str, sources.Candidate] = {}
+        for source, ids in (
+            ("covisit", sources.top(raw, want, seen)),
+            ("popular", sources.top(sources.popular_items(lists, at_ms, self._half_life_ms), want, seen)),
+        ):
+            for product_id in ids:
+                proposed.setdefault(product_id, sources.Candidate(product_id)).sources.add(source)
+        for hit in hits:
+            candidate = proposed.setdefault(hit.product.product_id, sources.Candidate(hit.product.product_id))
+            candidate.sources.add("content")
+            candidate.similarity = hit.similarity
+        for row in favourite:
+            if row.product_id not in proposed:
+                hits.append(Hit(row, 0.0))
+            proposed.setdefault(row.product_id, sources.Candidate(row.product_id, similarity=0.0)).sources.add(
+                "category"
+            )
+        known = {hit.product.product_id for hit in hits}
+        missing = [product_id for product_id in proposed if product_id not in known]
+        products, rows = await asyncio.gather(
+            asyncio.to_thread(self._store.get_products, missing), self._item_rows(list(proposed))
+        )
+        for product_id in missing:
+            product = products.get(product_id)
+            if product is None or not product.in_stock:
+                proposed.pop(product_id)  # deleted or sold out since the counts were made
+                continue
+            similarity = (
+                float(product.vector @ vector) if vector is not None and product.vector.shape == vector.shape else 0.0
+            )
+            proposed[product_id].similarity = similarity
+            hits.append(Hit(product, similarity))
+        for product_id, score in raw.items():
+            if product_id in proposed:
+                proposed[product_id].covisitation = score
+        at_ms = event_time(history_rows.values(), rows.values(), lists)
+        _, partial = sources.covisit_scores(recent, history_rows, at_ms, self._half_life_ms)
+        for product_id, score in sources.normalise_covisits(partial, rows, at_ms, self._half_life_ms).items():
+            if product_id in proposed:
+                proposed[product_id].covisit_cosine = score
+        return hits, proposed, rows
+
+    async def recommend(self, user_id: str, k: int, exclude: frozenset[str] = frozenset()) -> Results:
+        """Products for this shopper now, never one they bought or touched lately; popular ones for a new shopper.
+
+        ``exclude`` adds products the caller does not want (a cart, a page already shown).
+        """
         user = await self._user(user_id)
         profile = user.features if user else {}
-        exclude = frozenset(profile.get("purchased", []))
+        history: list[str] = list(profile.get("recent_items", []))
+        seen = frozenset(profile.get("purchased", [])) | frozenset(history) | exclude
         vector = user_vector(user, self._settings.short_term_weight) if user else None
-        if vector is not None:
-            where = ProductFilter(exclude_ids=exclude)
-            hits = await asyncio.to_thread(
-                self._store.search_products, vector, k * self._settings.candidate_factor, where
-            )
-            items, version = self._rank(hits, profile, k)
-            return self._results(
-                items,
-                version,
-                strategy="personalized",
-                personalized=True,
-                user_id=user_id,
-                query=None,
-                surface="recommendations",
-            )
-        categories: dict[str, float] = profile.get("categories", {})
-        if categories:
-            top = max(categories, key=lambda name: categories[name])
+        want = k * self._settings.candidate_factor
+        if user is None or (vector is None and not history and not profile.get("categories")):
+            return await self._popular(user_id, k, seen)
+        hits, proposed, rows = await self._candidates(profile, vector, want, seen)
+        if not hits:
+            return await self._popular(user_id, k, seen)
+        items, version = self._rank(hits, profile, k, rows, proposed)
+        return self._results(
+            items,
+            version,
+            strategy="personalized",
+            personalized=True,
+            user_id=user_id,
+            query=None,
+            surface="recommendations",
+        )
+
+    async def _popular(self, user_id: str, k: int, seen: frozenset[str]) -> Results:
+        """The most popular products now (decayed); the range of the catalog before anyone touched anything."""
+        now_ms = self._clock() * 1000
+        enabled = "popular" in self._settings.candidate_sources
+        lists = await asyncio.to_thread(self._store.popular_lists) if enabled else []
+        scores = sources.popular_items(lists, event_time(lists), self._half_life_ms)
+        # Sold-out or deleted products drop out, so ask for some spare ones.
+        ids = sources.top(scores, 2 * k, seen)
+        products = await asyncio.to_thread(self._store.get_products, ids) if ids else {}
+        chosen = [products[i] for i in ids if i in products and products[i].in_stock][:k]
+        # Too few popular products yet (a young shop): top up with the range
+        # of the catalog, after them.
+        spare: list[ProductRow] = []
+        if len(chosen) < k:
+            taken = seen | {product.product_id for product in chosen}
             rows = await asyncio.to_thread(
-                self._store.browse_products, k, ProductFilter(exclude_ids=exclude, category=top)
+                self._store.browse_products, max(200, k * 20), ProductFilter(exclude_ids=taken)
             )
-            items, version = self._rank([Hit(row, 0.0) for row in rows], profile, k)
-            return self._results(
-                items,
-                version,
-                strategy="affinity",
-                personalized=True,
-                user_id=user_id,
-                query=None,
-                surface="recommendations",
+            spare = interleave_categories(rows, k - len(chosen))
+        items = [
+            RankedItem(
+                product,
+                scores[product.product_id],
+                {"popularity": scores[product.product_id]},
+                ranking_features(
+                    similarity=0.0,
+                    category_affinity=0.0,
+                    brand_affinity=0.0,
+                    popularity=scores[product.product_id],
+                    ctr=PRIOR_CTR,
+                    price=product.price,
+                    user_price=None,
+                    age_days=(now_ms - product.updated_at) / 86_400_000,
+                    position=1,
+                    sources=frozenset({"popular"}),
+                ),
+                ("popular",),
             )
-        rows = await asyncio.to_thread(self._store.browse_products, max(200, k * 20), ProductFilter())
-        items = [RankedItem(row, 0.0, {}) for row in interleave_categories(rows, k)]
-        return self._results(items, 0, strategy="popular", personalized=False, user_id=None, query=None, surface=None)
+            for product in chosen
+        ]
+        items += [RankedItem(row, 0.0, {}) for row in spare]
+        return self._results(
+            items, 0, strategy="popular", personalized=False, user_id=user_id, query=None, surface="recommendations"
+        )
 
     async def profile(self, user_id: str) -> UserRow | None:
         """The serving view of a shopper's profile, or None for an unknown shopper."""

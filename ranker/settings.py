@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CandidateSource = Literal["content", "covisit", "popular", "category"]
+
 
 class RankerSettings(BaseSettings):
     """Milvus connection, collections, blend weights and the API listener."""
@@ -25,6 +27,7 @@ class RankerSettings(BaseSettings):
     )
     products_collection: str = "products"
     users_collection: str = "users"
+    items_collection: str = "items"  # item rows (popularity, co-visited neighbours) and popular lists
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     default_k: int = Field(10, ge=1, le=100)
@@ -32,5 +35,16 @@ class RankerSettings(BaseSettings):
     candidate_factor: int = Field(5, ge=1, description="candidates retrieved per result before re-ranking")
     affinity_weight: float = Field(0.35, ge=0, description="weight of the user's category affinity in the blend")
     brand_weight: float = Field(0.1, ge=0)
+    candidate_sources: tuple[CandidateSource, ...] = Field(
+        ("content", "covisit", "popular", "category"),
+        description="sources of recommendation candidates (JSON list): content, covisit, popular, category",
+    )
+    covisit_weight: float = Field(
+        1.0, ge=0, description="weight of co-visitation in the fixed blend (before a learned model serves)"
+    )
+    popularity_weight: float = Field(0.1, ge=0, description="weight of log popularity in the fixed blend")
+    covisit_half_life_s: float = Field(
+        14 * 24 * 3600.0, gt=0, description="half-life of product popularity and co-visitation counts (event time)"
+    )
     short_term_weight: float = Field(0.7, ge=0, le=1, description="share of the short-term vector in the user vector")
     max_query_chars: int = Field(512, ge=1)

@@ -7,6 +7,7 @@ same contract tests run against.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from streamrec.errors import StoreError
 
 Vector = npt.NDArray[np.float32]
 
@@ -49,6 +52,29 @@ class UserRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemRow:
+    """What shoppers did with one product, as served: decayed popularity and co-visited neighbours.
+
+    Decayed values are stated as of ``ref_ms`` (event time); a reader brings
+    them to another time with ``2 ** ((ref_ms - now_ms) / half_life_ms)``.
+    """
+
+    item_id: str
+    popularity: float  # decayed weighted clicks and purchases
+    neighbors: dict[str, float]  # co-visited product -> decayed co-visitation weight, the strongest few
+    ref_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PopularList:
+    """The most popular products of one partition of the item stream, with decayed scores as of ``ref_ms``."""
+
+    partition: int
+    items: dict[str, float]
+    ref_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A retrieved product with its similarity to the query vector."""
 
@@ -66,7 +92,7 @@ class ProductFilter:
 
 
 class VectorStore(Protocol):
-    """Product and user vectors; every call is blocking and thread-safe."""
+    """Product and user vectors, item rows and popular lists; every call is blocking and thread-safe."""
 
     def upsert_products(self, rows: Sequence[ProductRow]) -> None:
         """Insert or replace products by id; the last row of an id wins."""
@@ -88,6 +114,18 @@ class VectorStore(Protocol):
 
     def upsert_users(self, rows: Sequence[UserRow]) -> None:
         """Insert or replace users by id; the last row of an id wins."""
+
+    def upsert_items(self, rows: Sequence[ItemRow]) -> None:
+        """Insert or replace item rows by id; the last row of an id wins, a non-finite score fails the batch."""
+
+    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
+        """The known item rows among ``item_ids``, by id."""
+
+    def upsert_popular(self, lists: Sequence[PopularList]) -> None:
+        """Insert or replace popular lists by partition; the last list of a partition wins (scores as for items)."""
+
+    def popular_lists(self) -> list[PopularList]:
+        """Every stored popular list, in partition order."""
 
     def get_user(self, user_id: str) -> UserRow | None:
         """The user, or None for an unknown (cold-start) user."""
@@ -111,6 +149,29 @@ def last_per_key(rows: Iterable[Any], key: str) -> list[Any]:
     return list(latest.values())
 
 
+def _require_finite(what: str, key: str | int, values: Iterable[float]) -> None:
+    bad = next((value for value in values if not math.isfinite(value)), None)
+    if bad is not None:
+        raise StoreError(f"non-finite score in {what}", key=key, value=bad)
+
+
+def check_items(rows: Sequence[ItemRow]) -> None:
+    """Raise ``StoreError`` if any row holds a NaN or infinite score.
+
+    Both stores check a whole batch before writing any of it. Milvus would
+    keep NaN in a float field as it is and silently turn it into null inside
+    JSON (measured on Milvus Lite 2.5), so a bad score must fail loudly here.
+    """
+    for row in rows:
+        _require_finite("item row", row.item_id, [row.popularity, *row.neighbors.values()])
+
+
+def check_popular(lists: Sequence[PopularList]) -> None:
+    """Raise ``StoreError`` if any list holds a NaN or infinite score (see ``check_items``)."""
+    for popular in lists:
+        _require_finite("popular list", popular.partition, popular.items.values())
+
+
 def _matches(row: ProductRow, where: ProductFilter) -> bool:
     return (
         (row.in_stock or not where.in_stock_only)
@@ -125,6 +186,10 @@ class MemoryStore:
     def __init__(self) -> None:
         self._products: dict[str, ProductRow] = {}
         self._users: dict[str, UserRow] = {}
+        # Stored rows own their dicts: they are copied on the way in and out,
+        # so no caller can change what the store holds.
+        self._items: dict[str, ItemRow] = {}
+        self._popular: dict[int, PopularList] = {}
         self._lock = threading.Lock()
 
     def upsert_products(self, rows: Sequence[ProductRow]) -> None:
@@ -165,6 +230,28 @@ class MemoryStore:
     def get_user(self, user_id: str) -> UserRow | None:
         with self._lock:
             return self._users.get(user_id)
+
+    def upsert_items(self, rows: Sequence[ItemRow]) -> None:
+        check_items(rows)
+        copies = [(row.item_id, replace(row, neighbors=dict(row.neighbors))) for row in rows]
+        with self._lock:
+            self._items.update(copies)
+
+    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
+        with self._lock:
+            found = [self._items[item_id] for item_id in item_ids if item_id in self._items]
+        return {row.item_id: replace(row, neighbors=dict(row.neighbors)) for row in found}
+
+    def upsert_popular(self, lists: Sequence[PopularList]) -> None:
+        check_popular(lists)
+        copies = [(popular.partition, replace(popular, items=dict(popular.items))) for popular in lists]
+        with self._lock:
+            self._popular.update(copies)
+
+    def popular_lists(self) -> list[PopularList]:
+        with self._lock:
+            found = [self._popular[partition] for partition in sorted(self._popular)]
+        return [replace(popular, items=dict(popular.items)) for popular in found]
 
     def close(self) -> None:
         """Nothing to release."""

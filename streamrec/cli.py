@@ -131,6 +131,52 @@ def _cmd_dlq_replay(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from streamrec.evaluation.command import EvaluateOptions, evaluate
+
+    options = EvaluateOptions(
+        dataset=args.dataset,
+        events=Path(args.events) if args.events else None,
+        catalog=Path(args.catalog) if args.catalog else None,
+        limit=args.limit,
+        k=args.k,
+        seed=args.seed,
+        out=Path(args.out),
+        encoder=args.encoder,
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+    )
+    evaluate(options)
+    return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # A run's choices, not deployment settings: no environment fallbacks.
+    evaluate_text = "prequential replay of real shopper events: streamrec against baselines, with a report"
+    evaluate = commands.add_parser("evaluate", help=evaluate_text, description=evaluate_text)
+    evaluate.add_argument(
+        "--dataset", choices=("movielens", "csv"), default="movielens", help="MovieLens-100k, or your own CSV files"
+    )
+    evaluate.add_argument("--events", default=None, help="events CSV: user,item,timestamp,type (--dataset csv)")
+    evaluate.add_argument("--catalog", default=None, help="optional catalog CSV: item,title,category,price")
+    evaluate.add_argument("--limit", type=int, default=None, help="replay only the first N events in time order")
+    evaluate.add_argument("--k", type=int, default=20, help="list length asked for before each purchase (default 20)")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    evaluate.add_argument("--out", default="results/evaluate", help="report folder (default results/evaluate)")
+    evaluate.add_argument(
+        "--encoder",
+        choices=("model", "hashing"),
+        default="model",
+        help="product vectors from the configured text model (STREAMREC_ENCODER_MODEL) or a fast hashing encoder",
+    )
+    evaluate.add_argument(
+        "--methods",
+        default="streamrec,content",
+        help="streamrec's lists to measure, comma separated: streamrec, content, streamrec-blend "
+        "(default: the first two)",
+    )
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``streamrec``."""
     parser = argparse.ArgumentParser(prog="streamrec", description=__doc__.splitlines()[0])
@@ -170,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps broker and Milvus data (env STREAMREC_DEMO_DIR)",
     )
     demo.set_defaults(run=_cmd_demo)
+    _add_evaluate(commands)
     command("topics", "create the Kafka topics of the contract").set_defaults(run=_cmd_topics)
     schemas = command("schemas", "write the JSON Schemas of the events")
     schemas.add_argument("--out", default="streams/schemas", help="output directory (default streams/schemas)")

@@ -159,8 +159,10 @@ class UserProfile:
             features={
                 "categories": self.categories.normalized(top=16),
                 "brands": self.brands.normalized(top=16),
-                "purchased": self.purchased[-100:],
-                "recent_items": self.recent_items[-20:],
+                # Whole lists: the ranker excludes every product listed here
+                # and pairs the recent ones with their co-visited neighbours.
+                "purchased": self.purchased,
+                "recent_items": self.recent_items,
                 "events": self.events,
                 "price_mean": self.price_mean,
             },

@@ -31,6 +31,9 @@ class StreamSettings(BaseSettings):
     topic_impressions: str = "streamrec.impressions"
     topic_model: str = "streamrec.model"
     topic_dlq: str = "streamrec.dlq"
+    topic_item_deltas: str = Field(
+        "streamrec.item-deltas", description="internal: co-visitation and popularity changes, partitioned by product"
+    )
     topic_partitions: int = Field(4, ge=1, description="partitions of topics streamrec creates")
     # A batch closes when it is full or when its oldest event has waited this
     # long: 50 ms keeps click-to-profile well inside the one-second budget
@@ -57,6 +60,9 @@ class StreamSettings(BaseSettings):
         86_400.0, gt=0, description="how long (in the shopper's event time) an event id is remembered to skip a replay"
     )
     profile_half_life_s: float = Field(7 * 24 * 3600.0, gt=0, description="half-life of category/brand affinity")
+    covisit_half_life_s: float = Field(
+        14 * 24 * 3600.0, gt=0, description="half-life of product popularity and co-visitation counts (event time)"
+    )
     # A worker that dies without leaving the group (kill -9, a lost node)
     # holds its partitions until this expires; faust's 60 s default doubles
     # the outage for no benefit on a healthy network.

@@ -20,6 +20,7 @@ def topic_specs(settings: StreamSettings, learning: LearningSettings | None = No
         settings.topic_purchases,
         settings.topic_impressions,
         settings.topic_dlq,
+        settings.topic_item_deltas,
     ]
     specs = [NewTopic(name, partitions, 1) for name in plain]
     # Snapshots are read newest-per-key, so old ones can be compacted away;

@@ -16,8 +16,9 @@ from prometheus_client import Counter, Histogram
 from encoders.runner import Embedder
 from ranker.store import Vector, VectorStore
 from streamrec import failpoints
-from streams.events import Search, UserEvent
-from streams.profiles import ProductInfo, UserProfile
+from streams.covisitation import ItemDeltas
+from streams.events import Click, Purchase, Search, UserEvent
+from streams.profiles import EVENT_WEIGHT, ProductInfo, UserProfile
 from streams.retry import with_retries
 
 LATE_EVENTS = Counter(
@@ -43,6 +44,9 @@ class Folded:
     # Indexes of clicks and purchases whose product is not in the store yet:
     # not applied, for the caller to park (see ``streams.parking``).
     parked: list[int] = field(default_factory=list)
+    # What the applied clicks and purchases add to product co-visitation and
+    # popularity, for the products' own partitions (see ``streams.items``).
+    items: ItemDeltas = field(default_factory=ItemDeltas)
 
     @property
     def duplicates(self) -> int:
@@ -87,6 +91,7 @@ class BehaviorUpdater:
         replayed: dict[str, UserProfile] = {}
         applied: list[bool] = []
         parked: list[int] = []
+        items = ItemDeltas()
         for index, event in enumerate(events):
             failpoints.check("behavior.event", event.event_id)
             was_replayed = event.user_id in replayed
@@ -106,14 +111,18 @@ class BehaviorUpdater:
                 continue
             query_vector = query_vectors.get(event.query) if isinstance(event, Search) else None
             late = bool(profile.last_event_ms) and event.ts < profile.last_event_ms - self.late_after_ms
+            history = profile.recent_items
             applied.append(profile.apply(event, info, query_vector))
+            if applied[-1] and isinstance(event, Click | Purchase):
+                kind = "purchase" if isinstance(event, Purchase) else "click"
+                items.add(history, event.product_id, EVENT_WEIGHT[kind], event.ts)
             if applied[-1] and late:
                 LATE_EVENTS.inc()
             if applied[-1]:
                 changed[event.user_id] = (profile, index)
             elif event.user_id not in changed:
                 replayed[event.user_id] = profile
-        return Folded(changed, applied, replayed, parked)
+        return Folded(changed, applied, replayed, parked, items)
 
     async def publish(self, profiles: Sequence[UserProfile], replayed: Sequence[UserProfile] = ()) -> None:
         """Upsert the serving view of changed and replayed profiles in one call."""

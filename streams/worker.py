@@ -26,6 +26,7 @@ from streams import changelog, sensors
 from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.events import Click, ProductDelete, ProductUpsert, Purchase, Rejection, UserEvent, decode
+from streams.items import ItemAgent
 from streams.labels import LabelJoin
 from streams.lag import LagProbe
 from streams.parking import UNKNOWN_PRODUCT, ParkedEvent, Parking
@@ -135,6 +136,7 @@ class StreamWorker:
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
         self.app.agent(products, name="catalog")(self._catalog_agent)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
+        self.items = ItemAgent(self.app, settings, store, self._dead_letter, refetch=self.refetch)
         self.labels = LabelJoin(
             self.app,
             settings,
@@ -298,6 +300,7 @@ class StreamWorker:
             [(items[index][0], user_id, profile.to_dict()) for user_id, (profile, index) in folded.profiles.items()],
         )
         await self.updater.publish([profile for profile, _ in folded.profiles.values()], list(folded.replayed.values()))
+        await self.items.send(folded.items)
         return folded
 
     async def retry_parked(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import pickle
 import random
@@ -10,10 +11,12 @@ import typing
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from river import metrics
 
 from online_learning.features import FEATURES
-from online_learning.model import ModelKind, RankingModel
+from online_learning.model import ModelKind, RankingModel, Score
 
 KINDS: tuple[ModelKind, ...] = typing.get_args(ModelKind)
 Stream = list[tuple[dict[str, float], bool]]
@@ -85,12 +88,13 @@ CALLS: dict[str, Call] = {
     "learn": lambda model, x: model.learn(x, clicked=True, weight=2.0),
     "score": lambda model, x: model.score(x),
     "probability": lambda model, x: model.probability(x),
+    "score_many": lambda model, x: model.score_many([x, x]),
 }
 
 
 @pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
 def test_inputs_are_not_mutated(kind: ModelKind, call: Call) -> None:
-    """learn, score and probability leave the caller's feature dict exactly as it was."""
+    """learn, score, score_many and probability leave the caller's feature dict exactly as it was."""
     model = _trained(kind, n=50)
     features = dict(PROBES[0])
     before = copy.deepcopy(features)
@@ -231,3 +235,72 @@ def test_a_model_pickled_without_recent_auc_restores_with_a_fresh_one() -> None:
     assert len(old.recent_auc.window) == 0
     old.learn(PROBES[0], True)
     assert len(old.recent_auc.window) == 1
+
+
+@functools.cache
+def _serving(kind: ModelKind) -> RankingModel:
+    """A trained model that has also seen "seen_once" exactly once (its deviation is still the floor)."""
+    model = _trained(kind)
+    model.learn({**PROBES[0], "seen_once": 2.0}, clicked=True)
+    return model
+
+
+def _assert_scores_match(model: RankingModel, rows: list[dict[str, float]]) -> None:
+    """score_many(rows) is score(row) for each row, to 1e-9, with the same contribution keys in the same order."""
+    expected = [model.score(row) for row in rows]
+    got: list[Score] = model.score_many(rows)
+    assert len(got) == len(expected)
+    close = functools.partial(pytest.approx, rel=1e-9, abs=1e-9, nan_ok=True)
+    for one, want in zip(got, expected, strict=True):
+        assert list(one.contributions) == list(want.contributions)
+        assert [one.probability, one.logit] == close([want.probability, want.logit])
+        assert one.contributions == close(want.contributions)
+
+
+ODD_ROWS: list[dict[str, float]] = [
+    {},
+    {"ctr": 0.15},  # most features missing
+    {"never_seen": 3.0, "similarity": 0.4},
+    {"seen_once": 2.5, "ctr": 0.05},
+    {"ctr": math.nan, "similarity": math.inf, "popularity": -math.inf},
+    {"ctr": 1e300, "similarity": -1e300},  # clipped to the bound
+    dict(reversed(PROBES[1].items())),  # same features, other order
+    {**EXTREME, "ctr": 0.5},
+]
+
+
+def test_score_many_equals_score_row_by_row(kind: ModelKind) -> None:
+    """On a trained model, score_many gives each row exactly what score gives it, rows of any shape mixed."""
+    _assert_scores_match(_serving(kind), [*PROBES, EXTREME, *ODD_ROWS])
+
+
+def test_score_many_of_no_rows_is_empty(kind: ModelKind) -> None:
+    """No candidates, no scores."""
+    assert _serving(kind).score_many([]) == []
+
+
+def test_score_many_on_an_untrained_model_equals_score(kind: ModelKind) -> None:
+    """A fresh model (no weights, no scaler statistics) scores every row through score_many as score does."""
+    _assert_scores_match(RankingModel.create(kind), [*PROBES[:3], *ODD_ROWS])
+
+
+def test_score_many_keeps_a_nan_weight_to_the_rows_that_have_its_feature() -> None:
+    """With a NaN weight, rows carrying that feature score NaN and rows without it stay finite, as in score."""
+    model = _trained("logreg", n=50)
+    _classifier(model)._weights["ctr"] = float("nan")
+    rows = [PROBES[0], {"similarity": 0.3}]
+    _assert_scores_match(model, rows)
+    first, second = model.score_many(rows)
+    assert math.isnan(first.logit)
+    assert math.isfinite(second.logit)
+
+
+NAMES = [*FEATURES, "seen_once", "never_seen"]
+ROWS = st.lists(st.dictionaries(st.sampled_from(NAMES), st.floats()), max_size=20)
+
+
+@pytest.mark.parametrize("kind", KINDS)  # not the fixture: Hypothesis reruns the test body, not fixtures
+@given(rows=ROWS)
+def test_score_many_equals_score_for_any_rows(kind: ModelKind, rows: list[dict[str, float]]) -> None:
+    """For any rows of known, once-seen and unseen features with any float values, score_many equals score."""
+    _assert_scores_match(_serving(kind), rows)

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["streamrec", "streams", "encoders", "ranker", "online_learning"]
+PACKAGES = ["streamrec", "streamrec.evaluation", "streams", "encoders", "ranker", "online_learning"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

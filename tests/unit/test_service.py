@@ -108,14 +108,15 @@ def test_recommend_for_user_with_vector_is_personalized(
     assert not {"shoe-red", "shoe-sold-out"} & set(ids(results))
 
 
-def test_recommend_for_user_with_affinity_but_no_vector_browses_the_top_category(
+def test_recommend_for_user_with_affinity_but_no_vector_gets_their_top_category(
     recommender: Recommender, store: MemoryStore
 ) -> None:
-    """A shopper with category affinity but zero vectors gets their top category, minus purchases."""
+    """A shopper with category affinity but zero vectors gets products of their favourite category, minus purchases."""
     store.upsert_users([user("u-bags", categories={"bags": 1.0, "shoes": 0.2}, purchased=["bag"])])
     results = asyncio.run(recommender.recommend("u-bags", 5))
-    assert (results.strategy, results.personalized) == ("affinity", True)
+    assert (results.strategy, results.personalized) == ("personalized", True)
     assert ids(results) == ["backpack"]
+    assert results.items[0].sources == ("category",)
 
 
 def test_similar_excludes_the_product_itself(recommender: Recommender) -> None:
@@ -153,15 +154,20 @@ def test_interleave_categories_round_robins_newest_first(catalog_rows: list[Prod
 
 
 def test_ranked_item_to_json_rounds_for_the_api(make_product: Callable[..., ProductRow]) -> None:
-    """The API view of a result carries the product fields with rounded price, score and contributions."""
-    item = RankedItem(make_product("p1", price=19.989999771), 0.123456789, {"similarity": 0.123456789})
-    assert "contributions" not in item.to_json()
-    assert item.to_json(explain=True) == {
+    """The API view of a result has the product fields, rounded price and score; explain adds contributions, sources."""
+    item = RankedItem(
+        make_product("p1", price=19.989999771), 0.123456789, {"similarity": 0.123456789}, sources=("content", "covisit")
+    )
+    assert item.to_json() == {
         "product_id": "p1",
         "title": "product p1",
         "category": "misc",
         "brand": "acme",
         "price": 19.99,
         "score": 0.123457,
+    }
+    assert item.to_json(explain=True) == {
+        **item.to_json(),
         "contributions": {"similarity": 0.123457},
+        "sources": ["content", "covisit"],
     }

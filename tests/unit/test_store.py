@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+from pymilvus import MilvusClient
 
 from ranker.milvus_store import MilvusStore
 from ranker.settings import RankerSettings
-from ranker.store import MemoryStore, ProductFilter, ProductRow, UserRow, Vector, VectorStore, last_per_key
+from ranker.store import (
+    ItemRow,
+    MemoryStore,
+    PopularList,
+    ProductFilter,
+    ProductRow,
+    UserRow,
+    Vector,
+    VectorStore,
+    last_per_key,
+)
+from streamrec.errors import StoreError
 
 DIM = 8
 ProductFactory = Callable[..., ProductRow]
@@ -24,23 +37,37 @@ def vec(*components: float) -> Vector:
     return (vector / np.linalg.norm(vector)).astype(np.float32)
 
 
+MILVUS_SETTINGS = RankerSettings(items_collection="test_items")
+
+
 @pytest.fixture(scope="module")
-def milvus_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusStore]:
-    """One Milvus Lite store per module: opening it takes seconds, so tests share and clear it."""
-    store = MilvusStore(RankerSettings(milvus_uri=str(tmp_path_factory.mktemp("milvus") / "m.db")), dim=DIM)
+def milvus_client(tmp_path_factory: pytest.TempPathFactory) -> MilvusClient:
+    """One Milvus Lite file per module: opening it takes seconds, so tests share and clear it."""
+    return MilvusClient(uri=str(tmp_path_factory.mktemp("milvus") / "m.db"))
+
+
+@pytest.fixture(scope="module")
+def milvus_store(milvus_client: MilvusClient) -> Iterator[MilvusStore]:
+    """The Milvus store on the shared client (closing the store closes the client)."""
+    store = MilvusStore(MILVUS_SETTINGS, dim=DIM, client=milvus_client)
     yield store
     store.close()
 
 
 @pytest.fixture(params=["memory", "milvus"])
 def store(request: pytest.FixtureRequest) -> VectorStore:
-    """An empty product store of each implementation (user ids are unique per test instead)."""
+    """A store of each implementation without products, item rows or popular lists (user ids are unique per test)."""
     if request.param == "memory":
         return MemoryStore()
     shared: MilvusStore = request.getfixturevalue("milvus_store")
     everything = shared.browse_products(10_000, ProductFilter(in_stock_only=False))
     shared.delete_products([row.product_id for row in everything])
     assert shared.count_products() == 0
+    # The store has no call to delete item rows (writers only ever replace
+    # them), so the test empties the collection through the client it injected.
+    client: MilvusClient = request.getfixturevalue("milvus_client")
+    client.delete(MILVUS_SETTINGS.items_collection, filter='item_id != ""')
+    assert shared.popular_lists() == []
     return shared
 
 
@@ -100,11 +127,15 @@ def test_delete_removes_products_and_ignores_unknown_ids(store: VectorStore, mak
 
 
 def test_empty_batches_are_no_ops(store: VectorStore) -> None:
-    """Empty upserts and deletes change nothing and do not fail."""
+    """Empty upserts, deletes and reads change nothing and do not fail."""
     store.upsert_products([])
     store.delete_products([])
     store.upsert_users([])
+    store.upsert_items([])
+    store.upsert_popular([])
     assert store.count_products() == 0
+    assert store.get_items([]) == {}
+    assert store.popular_lists() == []
 
 
 def test_search_returns_best_first_with_inner_product_similarity(
@@ -267,3 +298,109 @@ def test_last_per_key_reads_attributes_of_objects(make_product: ProductFactory) 
     assert len(kept) == 2
     assert kept[0] is last
     assert kept[1] is other
+
+
+REF_MS = 1_767_225_600_000
+
+
+def test_items_round_trip(store: VectorStore) -> None:
+    """Item rows read back exactly as written, with non-ASCII and quoted ids and an empty neighbour set."""
+    rows = [
+        ItemRow("i-1", 1 / 3, {"i-2": 2.5, "sac-é": 1 / 7, 'kid-"xl"\\': 1e-300}, REF_MS),
+        ItemRow("漢字-é", 0.0, {}, REF_MS + 1),
+        ItemRow('kid-"xl"\\', 12_345.678_9, {"i-1": 0.5}, 0),
+    ]
+    store.upsert_items(rows)
+    assert store.get_items([row.item_id for row in rows]) == {row.item_id: row for row in rows}
+
+
+def test_get_items_returns_only_known_ids(store: VectorStore) -> None:
+    """Unknown ids are simply absent from the answer, and a repeated id is answered once."""
+    row = ItemRow("i-1", 1.0, {"i-2": 1.0}, REF_MS)
+    store.upsert_items([row])
+    assert store.get_items(["i-1", "nope", "i-1"]) == {"i-1": row}
+    assert store.get_items(["nope"]) == {}
+
+
+def test_duplicate_item_ids_in_one_batch_keep_the_last(store: VectorStore) -> None:
+    """When one batch holds the same item id twice, the last row wins."""
+    last = ItemRow("i-1", 2.0, {"i-3": 1.0}, REF_MS + 1)
+    store.upsert_items([ItemRow("i-1", 1.0, {"i-2": 1.0}, REF_MS), ItemRow("i-2", 1.0, {}, REF_MS), last])
+    assert store.get_items(["i-1", "i-2"]) == {"i-1": last, "i-2": ItemRow("i-2", 1.0, {}, REF_MS)}
+
+
+def test_upsert_items_replaces_the_whole_row(store: VectorStore) -> None:
+    """A later row of an id replaces the stored one, neighbours included: they are not merged."""
+    store.upsert_items([ItemRow("i-1", 1.0, {"i-2": 1.0, "i-3": 2.0}, REF_MS)])
+    newer = ItemRow("i-1", 0.5, {"i-4": 0.25}, REF_MS + 60_000)
+    store.upsert_items([newer])
+    assert store.get_items(["i-1"]) == {"i-1": newer}
+
+
+def test_popular_lists_come_back_in_partition_order(store: VectorStore) -> None:
+    """Popular lists read back in partition order, and the last list of a partition wins within and across batches."""
+    store.upsert_popular(
+        [
+            PopularList(2, {"p-2": 3.0}, REF_MS),
+            PopularList(0, {"p-0": 1.0, "sac-é": 0.5}, REF_MS),
+            PopularList(1, {}, REF_MS),
+            PopularList(2, {"p-2": 4.0, "p-0": 1 / 3}, REF_MS + 1),
+        ]
+    )
+    newer = PopularList(0, {"p-9": 9.0}, REF_MS + 2)
+    store.upsert_popular([newer])
+    assert store.popular_lists() == [
+        newer,
+        PopularList(1, {}, REF_MS),
+        PopularList(2, {"p-2": 4.0, "p-0": 1 / 3}, REF_MS + 1),
+    ]
+
+
+def test_item_rows_and_popular_lists_never_mix(store: VectorStore) -> None:
+    """A product id that looks like a popular list's key stays an item row, and rewriting either keeps the other."""
+    for generation in range(2):
+        item = ItemRow("~popular/0", float(generation), {"i-1": 1.0}, REF_MS + generation)
+        popular = PopularList(0, {"p-1": 2.0}, REF_MS + generation)
+        store.upsert_items([item])
+        store.upsert_popular([popular, PopularList(1, {"p-2": 1.0}, REF_MS)])
+        assert store.get_items(["~popular/0", "~popular/1"]) == {"~popular/0": item}
+        assert store.popular_lists() == [popular, PopularList(1, {"p-2": 1.0}, REF_MS)]
+
+
+def test_callers_cannot_change_stored_scores(store: VectorStore) -> None:
+    """Changing a dict after writing it, or one that was read back, leaves the stored row and list as written."""
+    neighbors, items = {"i-2": 1.0}, {"p-1": 1.0}
+    store.upsert_items([ItemRow("i-1", 1.0, neighbors, REF_MS)])
+    store.upsert_popular([PopularList(0, items, REF_MS)])
+    neighbors["i-3"] = 5.0
+    items.clear()
+    store.get_items(["i-1"])["i-1"].neighbors["i-4"] = 6.0
+    store.popular_lists()[0].items["p-2"] = 7.0
+    assert store.get_items(["i-1"]) == {"i-1": ItemRow("i-1", 1.0, {"i-2": 1.0}, REF_MS)}
+    assert store.popular_lists() == [PopularList(0, {"p-1": 1.0}, REF_MS)]
+
+
+GOOD_ITEM, GOOD_POPULAR = ItemRow("i-good", 1.0, {}, REF_MS), PopularList(0, {"p-1": 1.0}, REF_MS)
+NON_FINITE_BATCHES: list[Any] = [
+    pytest.param(
+        lambda store: store.upsert_items([GOOD_ITEM, ItemRow("i-bad", math.nan, {}, REF_MS)]), id="nan-popularity"
+    ),
+    pytest.param(
+        lambda store: store.upsert_items([GOOD_ITEM, ItemRow("i-bad", 1.0, {"i-1": math.inf}, REF_MS)]),
+        id="infinite-neighbour",
+    ),
+    pytest.param(
+        lambda store: store.upsert_popular([GOOD_POPULAR, PopularList(7, {"p-1": -math.inf}, REF_MS)]),
+        id="infinite-popular-score",
+    ),
+]
+
+
+@pytest.mark.parametrize("write", NON_FINITE_BATCHES)
+def test_non_finite_scores_fail_the_whole_batch(store: VectorStore, write: Callable[[VectorStore], None]) -> None:
+    """A NaN or infinite score raises a non-retriable StoreError and stores nothing of its batch."""
+    with pytest.raises(StoreError) as raised:
+        write(store)
+    assert not raised.value.retriable
+    assert store.get_items(["i-good", "i-bad"]) == {}
+    assert store.popular_lists() == []
