@@ -36,6 +36,16 @@ DeadLetter = Callable[[RawEvent, Rejection, str], Awaitable[None]]
 EXAMPLES = Counter("streamrec_label_examples_total", "Labeled examples written by the join", ["label"])
 
 
+def join_event(state: JoinState, event: Impression | Click | Purchase, now_ms: int) -> list[Example]:
+    """Apply one impression, click or purchase to its shopper's join state; the examples it completes."""
+    if isinstance(event, Impression):
+        items = [item.model_dump() for item in event.items]
+        return state.add_impression(event.event_id, event.ts, items, now_ms)
+    request_id = event.request_id if isinstance(event, Click) else None
+    weight = CLICK_WEIGHT if isinstance(event, Click) else PURCHASE_WEIGHT
+    return state.add_label(request_id, event.product_id, weight, event.ts, now_ms)
+
+
 class LabelJoin:
     """Registers the join agent, its expiry timer and the learner on a faust app."""
 
@@ -125,12 +135,7 @@ class LabelJoin:
 
     @staticmethod
     def _apply(state: JoinState, event: Impression | Click | Purchase, now_ms: int) -> list[Example]:
-        if isinstance(event, Impression):
-            items = [item.model_dump() for item in event.items]
-            return state.add_impression(event.event_id, event.ts, items, now_ms)
-        request_id = event.request_id if isinstance(event, Click) else None
-        weight = CLICK_WEIGHT if isinstance(event, Click) else PURCHASE_WEIGHT
-        return state.add_label(request_id, event.product_id, weight, event.ts, now_ms)
+        return join_event(state, event, now_ms)
 
     async def _save(self, states: Sequence[tuple[str, JoinState, int]]) -> None:
         # As with profiles: name the partition, faust's implicit one is wrong in batches.

@@ -19,7 +19,7 @@ from typing import Any
 
 from encoders.runner import Embedder
 from online_learning.decay import DecayedScores
-from online_learning.join import CLICK_WEIGHT, PURCHASE_WEIGHT, JoinState
+from online_learning.join import JoinState
 from online_learning.learner import Learner
 from online_learning.settings import LearningSettings
 from ranker.models import ModelHolder
@@ -33,6 +33,7 @@ from streamrec.kafka_client import KafkaConnection
 from streams.covisitation import ItemState
 from streams.events import Click, Purchase
 from streams.items import ItemUpdater, split_by_partition
+from streams.labels import join_event
 from streams.profiles import UserProfile
 from streams.updater import BehaviorUpdater
 
@@ -74,7 +75,6 @@ class StreamrecReplay:
         self.item_states: dict[str, ItemState] = {}
         self.popular: dict[int, DecayedScores] = {}
         self.joins: dict[str, JoinState] = {}
-        self.requests: dict[str, str] = {}  # shopper -> the last list streamrec showed them
         self._window_ms = int(learning.attribution_window_s * 1000)
         # Built, never started: only its learn/snapshot logic is used here.
         self.learner = Learner(learning, KafkaConnection(bootstrap="unused:0"), "unused", "unused", self._clock)
@@ -110,10 +110,6 @@ class StreamrecReplay:
     async def recommend(self, method: str, user_id: str, k: int, exclude: frozenset[str]) -> list[str]:
         """One method's top ``k`` for the shopper now."""
         results = await self.rankers[method].recommend(user_id, k, exclude)
-        if method == "streamrec":
-            # The purchase that follows names this list, as a storefront
-            # passes the request id of the page a click came from.
-            self.requests[user_id] = str(results.extra["request_id"])
         return [item.product.product_id for item in results.items]
 
     def open_impression(self, user_id: str, impression: dict[str, Any]) -> None:
@@ -145,10 +141,9 @@ class StreamrecReplay:
             await self.items.publish(changed)
         state = self.joins.get(event.user_id)
         if state is not None:
-            weight = PURCHASE_WEIGHT if event.kind == "purchase" else CLICK_WEIGHT
+            # The join's expiry timer, then the join itself, as the label agent runs them.
             self._learn(state.close_expired(self.now_ms))
-            request_id = self.requests.pop(event.user_id, None) if event.kind == "purchase" else None
-            self._learn(state.add_label(request_id, event.item_id, weight, event.ts_ms, self.now_ms))
+            self._learn(join_event(state, parsed, self.now_ms))
 
     def _learn(self, examples: Sequence[Any]) -> None:
         for example in examples:
