@@ -75,6 +75,20 @@ def _id(request: web.Request, name: str, value: str | None) -> str | None:
     return value
 
 
+# Enough for a cart or a page already shown, small enough for one URL.
+MAX_EXCLUDE = 1000
+
+
+def _exclude(request: web.Request) -> frozenset[str]:
+    raw = request.query.get("exclude", "").strip()
+    ids = [part.strip() for part in raw.split(",") if part.strip()] if raw else []
+    if len(ids) > MAX_EXCLUDE:
+        raise BadRequest("exclude", f"lists more than {MAX_EXCLUDE} product ids")
+    for product_id in ids:
+        _id(request, "exclude", product_id)
+    return frozenset(ids)
+
+
 def _explain(request: web.Request) -> bool:
     raw = request.query.get("explain", "false").lower()
     if raw not in {"true", "false", "1", "0"}:
@@ -107,12 +121,12 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def recommendations(request: web.Request) -> web.Response:
-    """GET /v1/recommendations?user_id=&k="""
+    """GET /v1/recommendations?user_id=&k=&exclude=id,id"""
     started = time.perf_counter()
     user_id = _id(request, "user_id", _text(request, "user_id", 128, required=True))
     assert user_id is not None
     k = _k(request)
-    results = await request.app[RECOMMENDER].recommend(user_id, k)
+    results = await request.app[RECOMMENDER].recommend(user_id, k, _exclude(request))
     return _respond(results, started, _explain(request), user_id=user_id)
 
 
@@ -136,6 +150,19 @@ async def user_profile(request: web.Request) -> web.Response:
     if user is None:
         return web.json_response({"error": "not_found", "user_id": user_id}, status=404)
     return web.json_response({"user_id": user.user_id, "updated_at": user.updated_at, "features": user.features})
+
+
+async def item_signal(request: web.Request) -> web.Response:
+    """GET /v1/items/{product_id}: what shoppers did with a product (popularity, co-visited neighbours)."""
+    product_id = _id(request, "product_id", request.match_info["product_id"])
+    assert product_id is not None
+    row = await request.app[RECOMMENDER].item(product_id)
+    if row is None:
+        return web.json_response({"error": "not_found", "product_id": product_id}, status=404)
+    top = sorted(row.neighbors.items(), key=lambda kv: (-kv[1], kv[0]))
+    return web.json_response(
+        {"product_id": row.item_id, "popularity": row.popularity, "ref_ms": row.ref_ms, "neighbors": dict(top)}
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -199,4 +226,5 @@ def create_api(recommender: Recommender, settings: RankerSettings, readiness: Re
     app.router.add_get("/v1/recommendations", recommendations)
     app.router.add_get("/v1/similar/{product_id}", similar)
     app.router.add_get("/v1/users/{user_id}", user_profile)
+    app.router.add_get("/v1/items/{product_id}", item_signal)
     return app

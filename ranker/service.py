@@ -408,6 +408,10 @@ class Recommender:
             items, 0, strategy="popular", personalized=False, user_id=user_id, query=None, surface="recommendations"
         )
 
+    async def item(self, product_id: str) -> ItemRow | None:
+        """The behaviour signal of a product as served, or None when nobody touched it."""
+        return (await self._item_rows([product_id])).get(product_id)
+
     async def profile(self, user_id: str) -> UserRow | None:
         """The serving view of a shopper's profile, or None for an unknown shopper."""
         return await self._user(user_id)

@@ -144,6 +144,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out=Path(args.out),
         encoder=args.encoder,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        via_kafka=args.via_kafka,
     )
     evaluate(options)
     return 0
@@ -173,6 +174,11 @@ def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default="streamrec,content",
         help="streamrec's lists to measure, comma separated: streamrec, content, streamrec-blend "
         "(default: the first two)",
+    )
+    evaluate.add_argument(
+        "--via-kafka",
+        action="store_true",
+        help="replay through a local broker, worker and API (first 500 events unless --limit); slower, same protocol",
     )
     evaluate.set_defaults(run=_cmd_evaluate)
 

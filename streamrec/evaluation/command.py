@@ -39,6 +39,12 @@ class EvaluateOptions:
     # streamrec's own lists: in full, content only (the shopper vector's
     # nearest products), and optionally in full with the fixed blend.
     methods: tuple[str, ...] = ("streamrec", "content")
+    # Through a local broker, worker and API instead of in this process.
+    via_kafka: bool = False
+
+
+# The live replay waits for every event to show over HTTP: a slice, by default.
+VIA_KAFKA_LIMIT = 500
 
 
 def load(options: EvaluateOptions) -> Dataset:
@@ -50,7 +56,8 @@ def load(options: EvaluateOptions) -> Dataset:
         if options.limit is not None:
             dataset = Dataset(dataset.name, dataset.interactions[: options.limit], dataset.catalog)
         return dataset
-    return movielens_100k(options.limit)
+    limit = options.limit if options.limit is not None or not options.via_kafka else VIA_KAFKA_LIMIT
+    return movielens_100k(limit)
 
 
 def make_encoder(kind: str) -> Embedder:
@@ -108,26 +115,29 @@ def evaluate(options: EvaluateOptions, out: TextIO = sys.stdout, command: str = 
         f"{dataset.name}: {len(dataset.interactions):,} events, {len(dataset.catalog):,} products, "
         f"{sum(e.kind == 'purchase' for e in dataset.interactions):,} purchases to rank before\n"
     )
-    encoder = make_encoder(options.encoder)
-    try:
-        streamrec = StreamrecReplay(
-            encoder,
-            ranker=ranker,
-            learning=LearningSettings(),
-            profile_half_life_ms=stream.profile_half_life_s * 1000,
-        )
-        result = asyncio.run(
-            replay(
-                dataset,
-                streamrec,
-                baselines(dataset, ranker.covisit_half_life_s * 1000),
-                k=options.k,
-                methods=options.methods,
-                progress=Bar(out, "replay"),
+    chosen = baselines(dataset, ranker.covisit_half_life_s * 1000)
+    if options.via_kafka:
+        from streamrec.evaluation.live import METHOD, live_system
+
+        out.write("starting a local Kafka broker and streamrec all-in-one (the live system)\n")
+        with live_system() as live:
+            result = asyncio.run(
+                replay(dataset, live, chosen, k=options.k, methods=(METHOD,), progress=Bar(out, "replay via Kafka"))
             )
-        )
-    finally:
-        encoder.close()
+    else:
+        encoder = make_encoder(options.encoder)
+        try:
+            streamrec = StreamrecReplay(
+                encoder,
+                ranker=ranker,
+                learning=LearningSettings(),
+                profile_half_life_ms=stream.profile_half_life_s * 1000,
+            )
+            result = asyncio.run(
+                replay(dataset, streamrec, chosen, k=options.k, methods=options.methods, progress=Bar(out, "replay"))
+            )
+        finally:
+            encoder.close()
     out.write(render_table(result.evaluation, result.methods) + "\n")
     files = write_report(
         result.evaluation,

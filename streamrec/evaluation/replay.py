@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from encoders.runner import Embedder
 from online_learning.decay import DecayedScores
@@ -41,6 +41,25 @@ COLD_EVENTS = 5  # a shopper with fewer prior events is cold
 PARTITIONS = 4  # item partitions, as a default deployment has
 SNAPSHOT_EVERY = 200  # examples between published snapshots (the learner's 10 s at a few dozen examples/s)
 Progress = Callable[[int, int], None]
+
+
+class System(Protocol):
+    """What the replay drives: streamrec in this process, or live behind Kafka (``streamrec.evaluation.live``)."""
+
+    async def load_catalog(self, dataset: Dataset) -> None:
+        """Make every product of the data set searchable."""
+
+    async def recommend(self, method: str, user_id: str, k: int, exclude: frozenset[str], at_ms: int) -> list[str]:
+        """One method's top ``k`` for the shopper at event time ``at_ms``, none in ``exclude``."""
+
+    async def apply(self, index: int, event: Interaction) -> None:
+        """Apply the event at ``index`` of the stream, returning once its effects are visible."""
+
+    def model_version(self) -> int:
+        """Version of the learned model ranking now (0: the fixed blend)."""
+
+    def examples_learned(self) -> int:
+        """Examples the learner has learned."""
 
 
 class _Impressions:
@@ -94,21 +113,32 @@ class StreamrecReplay:
     def _clock(self) -> float:
         return self.now_ms / 1000
 
+    def model_version(self) -> int:
+        """Version of the snapshot the ranker serves (0 before the first)."""
+        return self.holder.version
+
+    def examples_learned(self) -> int:
+        """Examples the in-process learner has learned."""
+        return int(self.learner.model.learned)
+
     async def load_catalog(self, dataset: Dataset, batch: int = 256) -> None:
         """Embed every product's text and store it, as the catalog agent does."""
         items = list(dataset.catalog.values())
+        # Stamped with the stream's first event time, as the live replay publishes them.
+        first_ts = dataset.interactions[0].ts_ms if dataset.interactions else 0
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
             vectors = await self.encoder.encode([f"{i.title}. {i.category}" for i in chunk], caller="worker")
             self.store.upsert_products(
                 [
-                    ProductRow(i.item_id, v, i.title, i.category, "", i.price, True, 0, self.encoder.name)
+                    ProductRow(i.item_id, v, i.title, i.category, "", i.price, True, first_ts, self.encoder.name)
                     for i, v in zip(chunk, vectors, strict=True)
                 ]
             )
 
-    async def recommend(self, method: str, user_id: str, k: int, exclude: frozenset[str]) -> list[str]:
-        """One method's top ``k`` for the shopper now."""
+    async def recommend(self, method: str, user_id: str, k: int, exclude: frozenset[str], at_ms: int) -> list[str]:
+        """One method's top ``k`` for the shopper at event time ``at_ms`` (the ranker's clock)."""
+        self.now_ms = max(self.now_ms, at_ms)
         results = await self.rankers[method].recommend(user_id, k, exclude)
         return [item.product.product_id for item in results.items]
 
@@ -175,17 +205,27 @@ class ReplayResult:
 
 async def replay(
     dataset: Dataset,
-    streamrec: StreamrecReplay,
+    streamrec: System,
     baselines: Sequence[Baseline],
     *,
     k: int = 20,
     methods: Sequence[str] = ("streamrec", "streamrec-blend", "content"),
     progress: Progress | None = None,
+    on_request: Callable[[str, Request], None] | None = None,
 ) -> ReplayResult:
-    """Replay ``dataset`` in event-time order, asking every method before each purchase."""
+    """Replay ``dataset`` in event-time order, asking every method before each purchase.
+
+    ``on_request`` sees every ``(method, request)`` as it is counted.
+    """
     started = time.perf_counter()
     await streamrec.load_catalog(dataset)
     evaluation = Evaluation(catalog_size=len(dataset.catalog))
+
+    def record(method: str, request: Request) -> None:
+        evaluation.add(method, request)
+        if on_request is not None:
+            on_request(method, request)
+
     seen: dict[str, set[str]] = {}
     prior: dict[str, int] = {}
     total = len(dataset.interactions)
@@ -193,17 +233,16 @@ async def replay(
         if event.kind == "purchase":
             exclude = frozenset(seen.get(event.user_id, ()))
             cold = prior.get(event.user_id, 0) < COLD_EVENTS
-            streamrec.now_ms = max(streamrec.now_ms, event.ts_ms)
             for method in methods:
                 began = time.perf_counter()
-                ranked = await streamrec.recommend(method, event.user_id, k, exclude)
+                ranked = await streamrec.recommend(method, event.user_id, k, exclude, event.ts_ms)
                 latency = time.perf_counter() - began
-                evaluation.add(method, Request(index, total, event.item_id, tuple(ranked), cold, latency))
+                record(method, Request(index, total, event.item_id, tuple(ranked), cold, latency))
             for baseline in baselines:
                 began = time.perf_counter()
                 ranked = baseline.recommend(event.user_id, k, exclude, event.ts_ms)
                 latency = time.perf_counter() - began
-                evaluation.add(baseline.name, Request(index, total, event.item_id, tuple(ranked), cold, latency))
+                record(baseline.name, Request(index, total, event.item_id, tuple(ranked), cold, latency))
         await streamrec.apply(index, event)
         for baseline in baselines:
             baseline.observe(event)
@@ -215,6 +254,6 @@ async def replay(
         evaluation,
         (*methods, *(b.name for b in baselines)),
         time.perf_counter() - started,
-        streamrec.holder.version,
-        streamrec.learner.model.learned,
+        streamrec.model_version(),
+        streamrec.examples_learned(),
     )

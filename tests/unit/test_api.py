@@ -19,7 +19,7 @@ from encoders.text import HashingTextEncoder
 from ranker.api import create_api
 from ranker.service import Recommender
 from ranker.settings import RankerSettings
-from ranker.store import Hit, MemoryStore, ProductFilter, ProductRow, UserRow, Vector
+from ranker.store import Hit, ItemRow, MemoryStore, ProductFilter, ProductRow, UserRow, Vector
 from streamrec.errors import StoreError, StoreUnavailable
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
@@ -122,6 +122,37 @@ def test_recommendations_for_a_new_user_are_popular(make_app: Callable[..., web.
     body = reply.json()
     assert (body["user_id"], body["strategy"], body["personalized"]) == ("u-new", "popular", False)
     assert len(body["items"]) == 4
+
+
+def test_recommendations_leave_out_excluded_products(
+    make_app: Callable[..., web.Application], catalog_rows: list[ProductRow]
+) -> None:
+    """``exclude`` (comma-separated ids) keeps those products out; a bad id or too many ids is a 400 naming it."""
+    everything = ",".join(row.product_id for row in catalog_rows[1:])
+    shown, bad, many = fetch(
+        make_app(),
+        f"/v1/recommendations?user_id=u-new&k=4&exclude={everything}",
+        '/v1/recommendations?user_id=u-new&exclude=a"b',
+        "/v1/recommendations?user_id=u-new&exclude=" + ",".join(f"p{i}" for i in range(1001)),
+    )
+    assert [item["product_id"] for item in shown.json()["items"]] == [catalog_rows[0].product_id]
+    assert (bad.status, bad.json()["parameter"]) == (400, "exclude")
+    assert (many.status, many.json()["parameter"]) == (400, "exclude")
+
+
+def test_item_signal_shows_popularity_and_neighbours(make_app: Callable[..., web.Application]) -> None:
+    """/v1/items/{id} answers a touched product's popularity and neighbours, strongest first; 404 for the others."""
+    store = MemoryStore()
+    store.upsert_items([ItemRow("shoe-red", 2.5, {"belt": 0.5, "bag": 1.5}, 1000)])
+    found, unknown = fetch(make_app(store), "/v1/items/shoe-red", "/v1/items/shoe-blue")
+    assert found.json() == {
+        "product_id": "shoe-red",
+        "popularity": 2.5,
+        "ref_ms": 1000,
+        "neighbors": {"bag": 1.5, "belt": 0.5},
+    }
+    assert list(found.json()["neighbors"]) == ["bag", "belt"]
+    assert (unknown.status, unknown.json()["error"]) == (404, "not_found")
 
 
 def test_similar_returns_other_products(make_app: Callable[..., web.Application]) -> None:

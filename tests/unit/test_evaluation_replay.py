@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,10 @@ import pytest
 
 from online_learning.settings import LearningSettings
 from ranker.settings import RankerSettings
-from streamrec.evaluation import replay as replay_module
 from streamrec.evaluation.baselines import Baseline, CoOccurrence, Popularity
 from streamrec.evaluation.command import EvaluateOptions, baselines, evaluate, make_encoder
 from streamrec.evaluation.data import CatalogItem, Dataset, Interaction, InteractionKind, movielens_100k
-from streamrec.evaluation.metrics import Evaluation, Request
+from streamrec.evaluation.metrics import Request
 from streamrec.evaluation.replay import ReplayResult, StreamrecReplay, replay
 
 STREAMREC = ("streamrec", "streamrec-blend", "content")
@@ -76,20 +75,10 @@ def hand_built(events: Sequence[tuple[str, str, InteractionKind]] = EVENTS) -> D
 
 
 @pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorded]:
+def recorder() -> Recorded:
     """Every (method, request) the replay counts, in order; cleared by each ``run``."""
-    # replay() builds its Evaluation itself and keeps no requests, so the class it names is swapped
-    # for one that records them; there is no seam to inject one.
     recorded: Recorded = []
-
-    class Recording(Evaluation):
-        def add(self, method: str, request: Request) -> None:
-            recorded.append((method, request))
-            super().add(method, request)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(replay_module, "Evaluation", Recording)
-        yield recorded
+    return recorded
 
 
 def run(
@@ -102,7 +91,9 @@ def run(
         streamrec = StreamrecReplay(
             encoder, ranker=RankerSettings(), learning=LearningSettings(), profile_half_life_ms=7 * 86_400_000
         )
-        result = asyncio.run(replay(dataset, streamrec, chosen, methods=methods))
+        result = asyncio.run(
+            replay(dataset, streamrec, chosen, methods=methods, on_request=lambda m, r: recorded.append((m, r)))
+        )
     finally:
         encoder.close()
     return result, list(recorded)
