@@ -67,6 +67,9 @@ class JoinState:
     def __init__(self, data: dict[str, Any] | None, window_ms: int) -> None:
         self.data: dict[str, Any] = data if data is not None else {"impressions": {}, "pending": []}
         self.window_ms = window_ms
+        # Whether any call changed ``data``: an unchanged state (a click with
+        # nothing to join) is not written back, so it costs no changelog record.
+        self.changed = False
 
     @property
     def impressions(self) -> dict[str, Any]:
@@ -78,6 +81,7 @@ class JoinState:
         """Open an impression; apply labels that were waiting for it."""
         if request_id in self.impressions or request_id in self.data.get("closed", []):
             return []
+        self.changed = True
         self.impressions[request_id] = {
             "ts": ts,
             "deadline": now_ms + self.window_ms,
@@ -119,6 +123,7 @@ class JoinState:
                     },
                 ]
                 self.data["pending"] = pending[-MAX_PENDING:]
+                self.changed = True
             return []
         impression = self.impressions[target]
         items = impression["items"]
@@ -132,11 +137,13 @@ class JoinState:
                 self._example(target, product_id, label=True, weight=extra, ts=ts, first=product_id not in given)
             )
             given[product_id] = weight
+            self.changed = True
         clicked_position = items[product_id]["position"]
         for other, item in items.items():
             if item["position"] < clicked_position and other not in given:
                 examples.append(self._example(target, other, label=False, weight=1.0, ts=ts, first=True))
                 given[other] = 0.0
+                self.changed = True
         return examples
 
     def _latest_showing(self, product_id: str) -> str | None:
@@ -157,7 +164,10 @@ class JoinState:
         examples = []
         for request_id in [rid for rid, imp in self.impressions.items() if imp["deadline"] <= now_ms]:
             examples += self._close(request_id)
-        self.data["pending"] = [p for p in self.data["pending"] if p["until"] > now_ms]
+        pending = [p for p in self.data["pending"] if p["until"] > now_ms]
+        if len(pending) != len(self.data["pending"]):
+            self.data["pending"] = pending
+            self.changed = True
         return examples
 
     def _close(self, request_id: str) -> list[Example]:
@@ -168,6 +178,7 @@ class JoinState:
             if product_id not in impression["given"]
         ]
         del self.impressions[request_id]
+        self.changed = True
         # Remember a few closed ids so a replayed impression is not reopened.
         self.data["closed"] = [*self.data.get("closed", []), request_id][-MAX_IMPRESSIONS:]
         return examples

@@ -2,9 +2,10 @@
 
 faust acknowledges every event of a batch whose handler raised, so an
 exception escaping an agent would drop the whole batch. Retriable
-infrastructure errors (Milvus or the encoder unreachable) are waited out:
-the batch is tried again with backoff for as long as it takes, and nothing
-is dead-lettered. Anything else that fails a batch is treated as a
+infrastructure errors (Milvus or the encoder unreachable, a Kafka write the
+broker could not take right now: see ``streams.retry.retriable``) are waited
+out: the batch is tried again with backoff for as long as it takes, and
+nothing is dead-lettered. Anything else that fails a batch is treated as a
 possible poison message:
 the batch is replayed one event at a time, in order, each with bounded
 retries, and the events that still fail go to the dead-letter topic (the

@@ -20,7 +20,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from faust.types import EventT, StreamT
@@ -81,6 +81,37 @@ def decode_deltas(raw: bytes | None) -> dict[str, ItemDelta] | Rejection:
         return {str(item_id): ItemDelta.from_dict(delta) for item_id, delta in data["items"].items()}
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         return Rejection("invalid_fields", f"item deltas: {type(exc).__name__}: {exc}", raw or b"")
+
+
+class DeltaTopic(Protocol):
+    """The item topic as ``send_deltas`` uses it (a faust topic, or ``streams.fakes.MemoryTopic``)."""
+
+    async def send(
+        self, *, key: Any = None, value: Any = None, partition: int | None = None, force: bool = False
+    ) -> Any:
+        """Queue one message; returns a future of the broker's acknowledgement."""
+
+
+async def send_deltas(topic: DeltaTopic, deltas: ItemDeltas, partitions: int) -> None:
+    """One message per partition owning some of the products, each retried on its own until the broker has it.
+
+    The profiles behind the deltas are saved by now: a failure raised to the
+    batch would replay its events as duplicates and lose these deltas, and
+    resending the partitions that did arrive would count them twice.
+    """
+    if not deltas:
+        return
+
+    async def send_one(partition: int, value: bytes) -> None:
+        async def attempt() -> None:
+            # force=True: sent now, not when faust acknowledges the current event.
+            future = await topic.send(key=b"items", value=value, partition=partition, force=True)
+            await future
+
+        await with_retries("send item deltas", attempt)
+
+    grouped = sorted(split_by_partition(deltas, partitions).items())
+    await asyncio.gather(*(send_one(partition, encode_deltas(part)) for partition, part in grouped))
 
 
 @dataclass(slots=True)
@@ -181,8 +212,12 @@ class ItemAgent:
         self._refetch = refetch
         self.updater = ItemUpdater(store, settings.covisit_half_life_s * 1000)
         # JSON codec, no value_type: see the profiles table in streams/worker.py.
-        self.items = app.Table("items", default=None, partitions=settings.topic_partitions)
-        self.popular = app.Table("popular", default=None, partitions=settings.topic_partitions)
+        self.items = app.Table(
+            "items", default=None, partitions=settings.topic_partitions, extra_topic_configs=changelog.TOPIC_CONFIG
+        )
+        self.popular = app.Table(
+            "popular", default=None, partitions=settings.topic_partitions, extra_topic_configs=changelog.TOPIC_CONFIG
+        )
         self.topic = app.topic(
             settings.topic_item_deltas,
             key_serializer="raw",
@@ -193,15 +228,7 @@ class ItemAgent:
 
     async def send(self, deltas: ItemDeltas) -> None:
         """Send a batch's deltas to the partitions owning their products and wait for the broker."""
-        if not deltas:
-            return
-        grouped = split_by_partition(deltas, self.settings.topic_partitions)
-        futures = [
-            # force=True: sent now, not when faust acknowledges the current event.
-            await self.topic.send(key=b"items", value=encode_deltas(part), partition=partition, force=True)
-            for partition, part in sorted(grouped.items())
-        ]
-        await asyncio.gather(*futures)
+        await send_deltas(self.topic, deltas, self.settings.topic_partitions)
 
     async def _agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
         settings = self.settings

@@ -11,11 +11,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import EventT, StreamT, TableT, TopicT
 from prometheus_client import Counter
 
 from online_learning.join import CLICK_WEIGHT, PURCHASE_WEIGHT, Example, JoinState
@@ -25,7 +26,9 @@ from streamrec import failpoints
 from streams import changelog
 from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
+from streams.deadlines import Deadlines
 from streams.events import Click, EventKind, Impression, Purchase, Rejection, decode
+from streams.retry import with_retries
 from streams.settings import StreamSettings
 from streams.time_policy import arrival_ms, enforce
 
@@ -46,6 +49,45 @@ def join_event(state: JoinState, event: Impression | Click | Purchase, now_ms: i
     return state.add_label(request_id, event.product_id, weight, event.ts, now_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class JoinedBatch:
+    """What a batch did: the examples it completed and the states it changed (with their partitions)."""
+
+    examples: list[tuple[str, Example]]
+    changed: list[tuple[str, JoinState, int]]
+
+
+def join_batch(
+    events: Sequence[tuple[int, Impression | Click | Purchase]], load: Callable[[str], JoinState], now_ms: int
+) -> JoinedBatch:
+    """Join ``(partition, event)`` pairs in order against states from ``load``; keep only the states that changed.
+
+    A click or purchase with nothing to join (no open impression shows the
+    product, no request id to wait for) leaves its shopper's state as it was,
+    so it is not written: no changelog record, and no record at all for a
+    shopper who never had an impression or a waiting label.
+
+    >>> from streams.events import Click
+    >>> click = Click(event_id="e1", ts=1, schema_version=1, user_id="u", product_id="p")
+    >>> joined = join_batch([(0, click)], lambda _: JoinState(None, 1000), now_ms=1)
+    >>> (joined.examples, joined.changed)
+    ([], [])
+    """
+    states: dict[str, tuple[JoinState, int]] = {}
+    examples: list[tuple[str, Example]] = []
+    for partition, event in events:
+        state = states[event.user_id][0] if event.user_id in states else load(event.user_id)
+        states[event.user_id] = (state, partition)
+        examples += [(event.user_id, example) for example in join_event(state, event, now_ms)]
+    changed = [(user_id, state, partition) for user_id, (state, partition) in states.items() if state.changed]
+    return JoinedBatch(examples, changed)
+
+
+def owned_partitions(app: faust.App, topics: Collection[str]) -> set[int]:
+    """Partitions of ``topics`` assigned to this worker."""
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic in topics}
+
+
 class LabelJoin:
     """Registers the join agent, its expiry timer and the learner on a faust app."""
 
@@ -57,18 +99,40 @@ class LabelJoin:
         dead_letter: DeadLetter,
         *,
         refetch: RangeReader | None = None,
+        clock: Callable[[], float] = time.time,
+        table: TableT[Any, Any] | None = None,
+        examples: TopicT | None = None,
     ) -> None:
+        """``table`` and ``examples`` replace the join's table and examples topic (tests inject fakes)."""
         self.settings = settings
         self._app = app
         self._refetch = refetch
         self.learning = learning
         self._dead_letter = dead_letter
+        self._clock = clock
         self._window_ms = int(learning.attribution_window_s * 1000)
         self._time_policy = settings.time_policy()
         # JSON codec, no value_type: see the profiles table in streams/worker.py.
         self._lock = asyncio.Lock()
-        self.state = app.Table("label-join", default=None, partitions=settings.topic_partitions)
-        self.examples = app.topic(learning.topic_examples, key_serializer="raw", value_serializer="raw", partitions=1)
+        self.state = (
+            table
+            if table is not None
+            else app.Table(
+                "label-join",
+                default=None,
+                partitions=settings.topic_partitions,
+                extra_topic_configs=changelog.TOPIC_CONFIG,
+            )
+        )
+        # When each shopper's earliest open impression closes, so the expiry
+        # timer reads only the states that are due.
+        self.deadlines = Deadlines()
+        self.state.on_recover(self.rebuild_deadlines)
+        self.examples = (
+            examples
+            if examples is not None
+            else app.topic(learning.topic_examples, key_serializer="raw", value_serializer="raw", partitions=1)
+        )
         self._kinds: dict[str, EventKind] = {
             settings.topic_impressions: "impressions",
             settings.topic_clicks: "clicks",
@@ -93,7 +157,7 @@ class LabelJoin:
 
     async def _batch(self, events: list[RawEvent]) -> None:
         accepted: list[tuple[RawEvent, Impression | Click | Purchase]] = []
-        now_s = time.time()
+        now_s = self._clock()
         for event in events:
             kind = self._kinds[event.message.topic]
             result = decode(kind, event.value, self.settings.max_event_bytes)
@@ -114,37 +178,39 @@ class LabelJoin:
     async def apply(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
         """Join a batch; state is saved only once its examples are written, so a failed batch changes nothing."""
         async with self._lock:  # one writer at a time: this and the expiry timer
-            await self._apply_batch(batch)
-
-    async def _apply_batch(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
-        now_ms = int(time.time() * 1000)
-        states: dict[str, tuple[JoinState, int]] = {}
-        examples: list[tuple[str, Example]] = []
-        for source, event in batch:
-            failpoints.check("labels.event", event.event_id)
-            state = states[event.user_id][0] if event.user_id in states else self._load(event.user_id)
-            states[event.user_id] = (state, source.message.partition)
-            examples += [(event.user_id, example) for example in self._apply(state, event, now_ms)]
-        await self._emit(examples)
-        await self._save([(user_id, state, partition) for user_id, (state, partition) in states.items()])
+            for _, event in batch:
+                failpoints.check("labels.event", event.event_id)
+            now_ms = int(self._clock() * 1000)
+            joined = join_batch([(source.message.partition, event) for source, event in batch], self._load, now_ms)
+            await self._emit(joined.examples)
+            await self._save(joined.changed)
 
     def _load(self, user_id: str) -> JoinState:
-        # A deep copy (through JSON) so changes stay off the table until saved.
-        stored = self.state.get(user_id)
-        return JoinState(json.loads(json.dumps(stored)) if stored is not None else None, self._window_ms)
+        return self._copy(self.state.get(user_id))
 
-    @staticmethod
-    def _apply(state: JoinState, event: Impression | Click | Purchase, now_ms: int) -> list[Example]:
-        return join_event(state, event, now_ms)
+    def _copy(self, stored: dict[str, Any] | None) -> JoinState:
+        # A deep copy (through JSON) so changes stay off the table until saved.
+        return JoinState(json.loads(json.dumps(stored)) if stored is not None else None, self._window_ms)
 
     async def _save(self, states: Sequence[tuple[str, JoinState, int]]) -> None:
         # As with profiles: name the partition, faust's implicit one is wrong in batches.
         for _, state, partition in states:
             state.data["partition"] = partition
         await changelog.write(self.state, [(partition, user_id, state.data) for user_id, state, partition in states])
+        for user_id, state, partition in states:
+            self.deadlines.set(user_id, partition, state.next_deadline())
+
+    async def rebuild_deadlines(self) -> None:
+        """Index every stored state's next deadline (faust calls this after each recovery of the table)."""
+        self.deadlines.rebuild(
+            (str(user_id), int(data.get("partition", 0)), JoinState(data, self._window_ms).next_deadline())
+            for user_id, data in self.state.data.items()
+            if data is not None
+        )
+        log.info("label join: %d shoppers with open impressions after recovery", len(self.deadlines))
 
     async def close_expired(self) -> None:
-        """Turn unlabeled items of impressions whose window closed into negatives.
+        """Turn unlabeled items of impressions whose window closed into negatives (the timer).
 
         Only states of partitions this worker owns, and not while partitions
         move: the memory store keeps stale copies of revoked partitions.
@@ -152,30 +218,48 @@ class LabelJoin:
         app = self._app
         if app.rebalancing or app.in_recovery:
             return
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic in self._kinds}
+        try:
+            await self.close_due(owned_partitions(app, self._kinds))
+        except Exception as exc:  # a timer that raises stops for good; nothing was saved, the next tick retries
+            log.error("label expiry failed, retrying on the next tick: %r", exc, exc_info=exc)
+
+    async def close_due(self, partitions: Collection[int]) -> int:
+        """Close the due impressions of shoppers in ``partitions``; returns how many states were saved.
+
+        With nothing due this reads no state: the deadlines index answers.
+        """
         async with self._lock:
-            now_ms = int(time.time() * 1000)
+            now_ms = int(self._clock() * 1000)
+            due = self.deadlines.due(partitions, now_ms)
+            if not due:
+                return 0
             examples: list[tuple[str, Example]] = []
             closed: list[tuple[str, JoinState, int]] = []
-            for user_id, data in list(self.state.data.items()):
-                if int(data.get("partition", 0)) not in owned:
-                    continue
-                if (deadline := JoinState(data, self._window_ms).next_deadline()) is None or deadline > now_ms:
-                    continue
-                state = self._load(user_id)
+            for user_id in due:
+                stored = self.state.get(user_id)
+                partition = int(stored.get("partition", 0)) if stored is not None else 0
+                state = self._copy(stored)
                 examples += [(user_id, ex) for ex in state.close_expired(now_ms)]
-                closed.append((user_id, state, int(data.get("partition", 0))))
+                if state.changed:
+                    closed.append((user_id, state, partition))
+                else:  # gone or not due after all (a stale index): index what is stored
+                    self.deadlines.set(user_id, partition, state.next_deadline())
             await self._emit(examples)
             await self._save(closed)
+            return len(closed)
 
     async def _emit(self, examples: Sequence[tuple[str, Example]]) -> None:
-        futures = [
-            await self.examples.send(
-                key=user_id.encode(), value=json.dumps(example.to_dict()).encode(), partition=0, force=True
-            )
-            for user_id, example in examples
-        ]
-        if futures:
-            await asyncio.gather(*futures)
+        if not examples:
+            return
+        records = [(user_id.encode(), json.dumps(example.to_dict()).encode()) for user_id, example in examples]
+
+        async def send_all() -> None:
+            # force=True: sent now, not when faust acknowledges the current event.
+            futures = [await self.examples.send(key=k, value=v, partition=0, force=True) for k, v in records]
+            await changelog.all_acked(futures)
+
+        # A broker blink is waited out; a resend after a lost ack repeats
+        # examples, which the learner skips by example id.
+        await with_retries(f"examples to {self.learning.topic_examples}", send_all)
         for _, example in examples:
             EXAMPLES.labels("positive" if example.label else "negative").inc()

@@ -122,11 +122,22 @@ class StreamWorker:
         # No key_type/value_type: the JSON codec round-trips str keys and dict
         # values, while value_type=dict makes recovery call dict.from_data and
         # fail on every changelog record (a restarted worker never gets ready).
-        self.profiles = self.app.Table("profiles", default=None, partitions=settings.topic_partitions)
+        self.profiles = self.app.Table(
+            "profiles",
+            default=None,
+            partitions=settings.topic_partitions,
+            extra_topic_configs=changelog.TOPIC_CONFIG,
+        )
         self.parking = Parking(
-            self.app.Table("parked", default=None, partitions=settings.topic_partitions),
+            self.app.Table(
+                "parked",
+                default=None,
+                partitions=settings.topic_partitions,
+                extra_topic_configs=changelog.TOPIC_CONFIG,
+            ),
             settings.park_max_events,
             int(settings.park_max_s * 1000),
+            retry_ms=int(settings.park_retry_s * 1000),
         )
         # One writer of profiles at a time: the behavior agent and the timer
         # that applies parked events both load, change and save them.
@@ -176,11 +187,18 @@ class StreamWorker:
             ("source_partition", _header(partition)),
             ("source_offset", _header(offset)),
         ]
-        # force=True: without it faust attaches the message to the current
-        # event and sends it only when that event is acknowledged, which is
-        # the opposite of the order we need (and would wait forever here).
-        future = await self.dlq.send(key=key, value=rejection.raw, headers=headers, force=True)
-        await future
+
+        async def send() -> None:
+            # force=True: without it faust attaches the message to the current
+            # event and sends it only when that event is acknowledged, which is
+            # the opposite of the order we need (and would wait forever here).
+            future = await self.dlq.send(key=key, value=rejection.raw, headers=headers, force=True)
+            await future
+
+        # A broker blink is waited out, never skipped: the event is
+        # acknowledged only once its dead letter is written. (A resend after
+        # a lost ack can write the same dead letter twice: at least once.)
+        await with_retries(f"dead letter to {self.settings.topic_dlq}", send)
         DEAD_LETTERS.labels(rejection.reason).inc()
         EVENTS.labels(agent, topic, "dead_lettered").inc()
         log.warning(
@@ -310,7 +328,8 @@ class StreamWorker:
         kinds = self._behavior_kinds
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic in kinds}
         async with self._profiles_lock:
-            waiting = self.parking.waiting(owned, PARK_RETRY_BATCH)
+            # Only the events due for a retry: with none due, no table value is read.
+            waiting = self.parking.due(owned, int(time.time() * 1000), PARK_RETRY_BATCH)
             if not waiting:
                 return
             try:
@@ -322,6 +341,10 @@ class StreamWorker:
             still = set(folded.parked)
             done = [parked for index, parked in enumerate(waiting) if index not in still]
             expired = [waiting[index] for index in folded.parked if self.parking.expired(waiting[index], now_ms)]
+            self.parking.postpone(
+                [waiting[index] for index in folded.parked if not self.parking.expired(waiting[index], now_ms)],
+                now_ms,
+            )
             for parked in expired:
                 age_s = (now_ms - parked.parked_ms) / 1000
                 await self._dead_letter_parked(

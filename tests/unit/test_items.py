@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 
 import pytest
+from aiokafka import errors as aiokafka_errors
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +21,7 @@ from ranker.settings import RankerSettings
 from ranker.store import MemoryStore, ProductRow
 from streams.covisitation import ItemDelta, ItemDeltas, ItemState, pair_weight
 from streams.events import Click, Purchase, Rejection, Search, UserEvent
+from streams.fakes import MemoryTopic
 from streams.items import (
     FoldedItems,
     ItemUpdater,
@@ -28,6 +30,7 @@ from streams.items import (
     item_partition,
     popular_from_dict,
     popular_to_dict,
+    send_deltas,
     split_by_partition,
 )
 from streams.profiles import EVENT_WEIGHT, UserProfile
@@ -325,3 +328,19 @@ def test_the_ranker_serves_the_neighbour_the_stream_learned(pipeline: Pipeline, 
     results = asyncio.run(recommender.recommend("newcomer", 3))
     assert [item.product.product_id for item in results.items][:1] == ["B"]
     assert results.items[0].sources == ("covisit",)
+
+
+def test_a_delta_message_the_broker_blinks_on_is_resent_alone() -> None:
+    """A retriable failure on one partition's message resends that message only: each partition gets exactly one."""
+    deltas = ItemDeltas()
+    for item in ("p1", "p2", "p3", "p4", "p5", "p6"):
+        deltas.add([], item, 1.0, ts=0)
+    partitions = 4
+    owners = {item_partition(item, partitions) for item in deltas.items}
+    assert len(owners) > 1, "the test needs products on several partitions"
+    topic = MemoryTopic("item-deltas", [aiokafka_errors.KafkaTimeoutError()])
+    asyncio.run(send_deltas(topic, deltas, partitions))
+    assert sorted(partition for partition, _, _ in topic.acked) == sorted(owners)
+    assert topic.sends == len(owners) + 1
+    delivered = {item for _, _, value in topic.acked for item in json.loads(value)["items"]}
+    assert delivered == set(deltas.items)
