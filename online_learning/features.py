@@ -13,6 +13,10 @@ never disagree about a feature.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
 
 FEATURES = (
     "similarity",
@@ -59,7 +63,9 @@ def ranking_features(
     if user_price is None or user_price <= 0 or price <= 0:
         price_fit = 0.5  # no history: neither a fit nor a misfit
     else:
-        price_fit = math.exp(-abs(math.log(price / user_price)))
+        ratio = price / user_price
+        # A ratio that under- or overflows is infinitely far from the shopper's prices.
+        price_fit = math.exp(-abs(math.log(ratio))) if 0 < ratio < math.inf else 0.0
     return {
         "similarity": similarity,
         "category_affinity": category_affinity,
@@ -77,3 +83,51 @@ def ranking_features(
         "covisit_cosine": math.log1p(max(covisit_cosine, 0.0)),
         **{f"from_{source}": float(source in sources) for source in SOURCES},
     }
+
+
+def feature_matrix(
+    *,
+    similarity: NDArray[np.float64],
+    category_affinity: NDArray[np.float64],
+    brand_affinity: NDArray[np.float64],
+    popularity: NDArray[np.float64],
+    ctr: NDArray[np.float64],
+    price: NDArray[np.float64],
+    user_price: float | None,
+    age_days: NDArray[np.float64],
+    covisitation: NDArray[np.float64],
+    covisit_cosine: NDArray[np.float64],
+    sources: Sequence[frozenset[str]],
+) -> NDArray[np.float64]:
+    """:func:`ranking_features` of many candidates at once (position 1), one row each, columns in ``FEATURES`` order.
+
+    The ranker scores hundreds of candidates per request; a dict per candidate
+    cost more than the model. Row ``i`` equals ``ranking_features`` of
+    candidate ``i`` (``tests/unit/test_features.py`` checks it).
+    """
+    # Extreme ratios over- or underflow to inf or 0, as in the scalar path: a fit of 0, no warning.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        if user_price is None or user_price <= 0:
+            price_fit = np.full(len(price), 0.5)
+        else:
+            fit = np.exp(-np.abs(np.log(price / user_price)))
+            price_fit = np.where(price > 0, fit, 0.5)
+    columns = {
+        "similarity": similarity,
+        "category_affinity": category_affinity,
+        "brand_affinity": brand_affinity,
+        "popularity": np.log1p(np.maximum(popularity, 0.0)),
+        "ctr": ctr,
+        "price_fit": price_fit,
+        "freshness": np.exp(-np.maximum(age_days, 0.0) / 30.0),
+        "position": np.zeros(len(similarity)),
+        "covisitation": np.log1p(np.maximum(covisitation, 0.0)),
+        "covisit_cosine": np.log1p(np.maximum(covisit_cosine, 0.0)),
+        **{f"from_{source}": np.array([float(source in s) for s in sources]) for source in SOURCES},
+    }
+    return np.column_stack([columns[name] for name in FEATURES]).astype(np.float64)
+
+
+def row_features(matrix: NDArray[np.float64], index: int) -> dict[str, float]:
+    """Row ``index`` of :func:`feature_matrix` as the dict ``ranking_features`` gives (what impressions log)."""
+    return dict(zip(FEATURES, matrix[index].tolist(), strict=True))

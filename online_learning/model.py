@@ -141,6 +141,30 @@ class RankingModel:
             scores.append(Score(probability, logit, contributions))
         return scores
 
+    def score_matrix(
+        self, names: Sequence[str], raw: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+        """Logits of rows that all have every feature ``names`` (columns of ``raw``), with each feature's part.
+
+        Returns ``(logits, parts, intercept)``: ``logits[i] == intercept +
+        parts[i].sum()`` and equals ``score(dict(zip(names, raw[i]))).logit``;
+        ``parts[i, j]`` is the contribution of ``names[j]``. The FM's pairwise
+        terms have no per-feature split: its parts come from ``score`` per row.
+        """
+        if self.kind != "logreg":
+            scores = [self.score(dict(zip(names, row, strict=True))) for row in raw.tolist()]
+            parts = np.array([[s.contributions.get(name, 0.0) for name in names] for s in scores]).reshape(raw.shape)
+            intercept = scores[0].contributions.get("intercept", 0.0) if scores else 0.0
+            return np.array([s.logit for s in scores]), parts, intercept
+        classifier = self.pipeline[list(self.pipeline.steps)[-1]]
+        weights = classifier._weights  # read-only use, as in _contributions
+        intercept = float(classifier.intercept)
+        with np.errstate(all="ignore"):  # as in score_many
+            scaled = _scale_many(self.pipeline[next(iter(self.pipeline.steps))], list(names), raw)
+            parts = np.array([weights.get(name, 0.0) for name in names]) * scaled
+            logits = intercept + parts.sum(axis=1)
+        return logits, parts, intercept
+
     def _contributions(self, scaled: dict[str, float], logit: float) -> dict[str, float]:
         classifier = self.pipeline[list(self.pipeline.steps)[-1]]
         if self.kind == "logreg":

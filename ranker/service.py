@@ -18,8 +18,8 @@ from typing import Any, Literal
 import numpy as np
 
 from encoders.runner import Embedder
-from online_learning.features import ranking_features
-from online_learning.item_stats import PRIOR_CLICKS, PRIOR_SKIPS, ItemStats
+from online_learning.features import FEATURES, feature_matrix, ranking_features, row_features
+from online_learning.item_stats import PRIOR_CLICKS, PRIOR_SKIPS
 from ranker import candidates as sources
 from ranker.impressions import ImpressionSink
 from ranker.models import ModelHolder
@@ -122,35 +122,6 @@ class Recommender:
     async def _user(self, user_id: str | None) -> UserRow | None:
         return await asyncio.to_thread(self._store.get_user, user_id) if user_id else None
 
-    def _features(
-        self,
-        hit: Hit,
-        *,
-        profile: dict[str, Any],
-        stats: ItemStats | None,
-        row: ItemRow | None,
-        candidate: sources.Candidate | None,
-        now_ms: float,
-        at_ms: float,
-    ) -> dict[str, float]:
-        product = hit.product
-        categories: dict[str, float] = profile.get("categories", {})
-        brands: dict[str, float] = profile.get("brands", {})
-        return ranking_features(
-            similarity=hit.similarity,
-            category_affinity=float(categories.get(product.category, 0.0)),
-            brand_affinity=float(brands.get(product.brand, 0.0)) if product.brand else 0.0,
-            popularity=sources.popularity(row, at_ms, self._half_life_ms),
-            ctr=stats.ctr(product.product_id) if stats else PRIOR_CTR,
-            price=product.price,
-            user_price=profile.get("price_mean"),
-            age_days=(now_ms - product.updated_at) / 86_400_000,
-            position=1,
-            covisitation=candidate.covisitation if candidate else 0.0,
-            covisit_cosine=candidate.covisit_cosine if candidate else 0.0,
-            sources=frozenset(candidate.sources) if candidate else frozenset(),
-        )
-
     def _rank(
         self,
         hits: Sequence[Hit],
@@ -166,45 +137,76 @@ class Recommender:
         # early, or the model could never learn what they are worth.
         latest = self._models.current if self._models else None
         stats = latest.items if latest else None
+        version = snapshot.version if snapshot else 0
+        if not hits:
+            return [], version
         now_ms = self._clock() * 1000
         rows = rows or {}
         proposed = proposed or {}
         at_ms = event_time(rows.values())
-        features = [
-            self._features(
-                hit,
-                profile=profile,
-                stats=stats,
-                row=rows.get(hit.product.product_id),
-                candidate=proposed.get(hit.product.product_id),
-                now_ms=now_ms,
-                at_ms=at_ms,
-            )
-            for hit in hits
-        ]
-        tags = [
-            tuple(sorted(proposed[h.product.product_id].sources)) if h.product.product_id in proposed else ()
-            for h in hits
-        ]
-        items = []
+        categories: dict[str, float] = profile.get("categories", {})
+        brands: dict[str, float] = profile.get("brands", {})
+        products = [hit.product for hit in hits]
+        ids = [product.product_id for product in products]
+        found = [proposed.get(product_id) for product_id in ids]
+        tags = [tuple(sorted(c.sources)) if c is not None else () for c in found]
+        # One matrix for all candidates: a dict per candidate cost more than the model.
+        matrix = feature_matrix(
+            similarity=np.array([hit.similarity for hit in hits], dtype=np.float64),
+            category_affinity=np.array([float(categories.get(p.category, 0.0)) for p in products]),
+            brand_affinity=np.array([float(brands.get(p.brand, 0.0)) if p.brand else 0.0 for p in products]),
+            popularity=np.array([sources.popularity(rows.get(i), at_ms, self._half_life_ms) for i in ids]),
+            ctr=np.array([stats.ctr(i) if stats else PRIOR_CTR for i in ids]),
+            price=np.array([p.price for p in products], dtype=np.float64),
+            user_price=profile.get("price_mean"),
+            age_days=np.array([(now_ms - p.updated_at) / 86_400_000 for p in products]),
+            covisitation=np.array([c.covisitation if c else 0.0 for c in found]),
+            covisit_cosine=np.array([c.covisit_cosine if c else 0.0 for c in found]),
+            sources=[frozenset(c.sources) if c else frozenset() for c in found],
+        )
         if snapshot is not None:
-            for hit, values, tag, scored in zip(hits, features, tags, snapshot.model.score_many(features), strict=True):
-                items.append(RankedItem(hit.product, scored.logit, scored.contributions, values, tag))
+            scores, parts, intercept = snapshot.model.score_matrix(FEATURES, matrix)
+
+            def explain(i: int) -> dict[str, float]:
+                return {**dict(zip(FEATURES, parts[i].tolist(), strict=True)), "intercept": intercept}
+
         else:
-            for hit, values, tag in zip(hits, features, tags, strict=True):
-                product = hit.product
-                blend = score_hit(
-                    hit.similarity,
+            column = {name: matrix[:, j] for j, name in enumerate(FEATURES)}
+            w = self._weights
+            # score_hit's sum, for every candidate at once (its terms, in its order).
+            scores = (
+                column["similarity"]
+                + w.category_affinity * column["category_affinity"]
+                + w.brand_affinity * column["brand_affinity"]
+                + w.covisitation * column["covisitation"]
+                + w.popularity * column["popularity"]
+            )
+
+            def explain(i: int) -> dict[str, float]:
+                product = products[i]
+                return score_hit(
+                    hits[i].similarity,
                     product.category,
                     product.brand,
                     profile,
-                    self._weights,
-                    covisitation=values["covisitation"],
-                    popularity=values["popularity"],
-                )
-                items.append(RankedItem(product, blend.score, blend.contributions, values, tag))
-        items.sort(key=lambda item: (-item.score, item.product.product_id))
-        return items[:k], snapshot.version if snapshot else 0
+                    w,
+                    covisitation=float(column["covisitation"][i]),
+                    popularity=float(column["popularity"][i]),
+                ).contributions
+
+        listed = scores.tolist()
+        order = sorted(range(len(hits)), key=lambda i: (-listed[i], ids[i]))[:k]
+        items = [
+            RankedItem(
+                products[i],
+                listed[i],
+                explain(i),
+                row_features(matrix, i),
+                tags[i],
+            )
+            for i in order
+        ]
+        return items, version
 
     def _results(
         self,

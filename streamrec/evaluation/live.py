@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from streamrec.evaluation.data import Dataset, Interaction
+from streamrec.evaluation.replay import catalog_event
 from streamrec.launcher import AllInOne, ApiClient, Publisher, wait_for
 from streamrec.localkafka import LocalKafka, free_port
 from streams.covisitation import HISTORY
@@ -60,18 +61,7 @@ class LiveStreamrec:
         """Publish every product and wait until all are embedded and searchable."""
         first_ts = dataset.interactions[0].ts_ms if dataset.interactions else 0
         products = [
-            (
-                "product",
-                {
-                    "event_id": f"p{n}",
-                    "ts": first_ts,
-                    "schema_version": 1,
-                    "product_id": item.item_id,
-                    "title": item.title or item.item_id,
-                    "category": item.category or "unknown",
-                    "price": max(item.price, 0.0),
-                },
-            )
+            ("product", catalog_event(n, item, first_ts).model_dump(exclude_defaults=False))
             for n, item in enumerate(dataset.catalog.values())
         ]
         self.publisher.send_all(products)

@@ -27,11 +27,11 @@ from ranker.service import Recommender
 from ranker.settings import RankerSettings
 from ranker.store import MemoryStore, ProductRow
 from streamrec.evaluation.baselines import Baseline
-from streamrec.evaluation.data import Dataset, Interaction
+from streamrec.evaluation.data import CatalogItem, Dataset, Interaction
 from streamrec.evaluation.metrics import Evaluation, Request
 from streamrec.kafka_client import KafkaConnection
 from streams.covisitation import ItemState
-from streams.events import Click, Purchase
+from streams.events import Click, ProductUpsert, Purchase
 from streams.items import ItemUpdater, split_by_partition
 from streams.labels import join_event
 from streams.profiles import UserProfile
@@ -41,6 +41,19 @@ COLD_EVENTS = 5  # a shopper with fewer prior events is cold
 PARTITIONS = 4  # item partitions, as a default deployment has
 SNAPSHOT_EVERY = 200  # examples between published snapshots (the learner's 10 s at a few dozen examples/s)
 Progress = Callable[[int, int], None]
+
+
+def catalog_event(index: int, item: CatalogItem, ts_ms: int) -> ProductUpsert:
+    """The product event a data set's catalog entry becomes (the live replay publishes the same)."""
+    return ProductUpsert(
+        event_id=f"p{index}",
+        ts=ts_ms,
+        schema_version=1,
+        product_id=item.item_id,
+        title=item.title or item.item_id,
+        category=item.category or "unknown",
+        price=max(item.price, 0.0),
+    )
 
 
 class System(Protocol):
@@ -128,7 +141,9 @@ class StreamrecReplay:
         first_ts = dataset.interactions[0].ts_ms if dataset.interactions else 0
         for start in range(0, len(items), batch):
             chunk = items[start : start + batch]
-            vectors = await self.encoder.encode([f"{i.title}. {i.category}" for i in chunk], caller="worker")
+            # The text the catalog agent embeds for the same product event.
+            texts = [catalog_event(n, item, first_ts).text() for n, item in enumerate(chunk, start=start)]
+            vectors = await self.encoder.encode(texts, caller="worker")
             self.store.upsert_products(
                 [
                     ProductRow(i.item_id, v, i.title, i.category, "", i.price, True, first_ts, self.encoder.name)
