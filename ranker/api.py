@@ -89,6 +89,17 @@ def _exclude(request: web.Request) -> frozenset[str]:
     return frozenset(ids)
 
 
+def _path_id(request: web.Request, name: str) -> str:
+    """The id in the route's ``{name}``, validated."""
+    value = _id(request, name, request.match_info[name])
+    assert value is not None  # a route variable is never missing
+    return value
+
+
+def _not_found(name: str, value: str) -> web.Response:
+    return web.json_response({"error": "not_found", name: value}, status=404)
+
+
 def _explain(request: web.Request) -> bool:
     raw = request.query.get("explain", "false").lower()
     if raw not in {"true", "false", "1", "0"}:
@@ -133,32 +144,29 @@ async def recommendations(request: web.Request) -> web.Response:
 async def similar(request: web.Request) -> web.Response:
     """GET /v1/similar/{product_id}?k="""
     started = time.perf_counter()
-    product_id = _id(request, "product_id", request.match_info["product_id"])
-    assert product_id is not None
+    product_id = _path_id(request, "product_id")
     k = _k(request)
     results = await request.app[RECOMMENDER].similar(product_id, k)
     if results is None:
-        return web.json_response({"error": "not_found", "product_id": product_id}, status=404)
+        return _not_found("product_id", product_id)
     return _respond(results, started, _explain(request), product_id=product_id)
 
 
 async def user_profile(request: web.Request) -> web.Response:
     """GET /v1/users/{user_id}: the profile features the ranking uses (for support and debugging)."""
-    user_id = _id(request, "user_id", request.match_info["user_id"])
-    assert user_id is not None
+    user_id = _path_id(request, "user_id")
     user = await request.app[RECOMMENDER].profile(user_id)
     if user is None:
-        return web.json_response({"error": "not_found", "user_id": user_id}, status=404)
+        return _not_found("user_id", user_id)
     return web.json_response({"user_id": user.user_id, "updated_at": user.updated_at, "features": user.features})
 
 
 async def item_signal(request: web.Request) -> web.Response:
     """GET /v1/items/{product_id}: what shoppers did with a product (popularity, co-visited neighbours)."""
-    product_id = _id(request, "product_id", request.match_info["product_id"])
-    assert product_id is not None
+    product_id = _path_id(request, "product_id")
     row = await request.app[RECOMMENDER].item(product_id)
     if row is None:
-        return web.json_response({"error": "not_found", "product_id": product_id}, status=404)
+        return _not_found("product_id", product_id)
     top = sorted(row.neighbors.items(), key=lambda kv: (-kv[1], kv[0]))
     return web.json_response(
         {"product_id": row.item_id, "popularity": row.popularity, "ref_ms": row.ref_ms, "neighbors": dict(top)}
