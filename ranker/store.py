@@ -185,6 +185,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._products: dict[str, ProductRow] = {}
+        self._rows: list[ProductRow] = []
+        self._matrix: npt.NDArray[np.float32] | None = None  # the products' vectors, rebuilt after a change
         self._users: dict[str, UserRow] = {}
         # Stored rows own their dicts: they are copied on the way in and out,
         # so no caller can change what the store holds.
@@ -195,11 +197,13 @@ class MemoryStore:
     def upsert_products(self, rows: Sequence[ProductRow]) -> None:
         with self._lock:
             self._products.update((row.product_id, row) for row in rows)
+            self._matrix = None
 
     def delete_products(self, product_ids: Sequence[str]) -> None:
         with self._lock:
             for product_id in product_ids:
                 self._products.pop(product_id, None)
+            self._matrix = None
 
     def get_products(self, product_ids: Sequence[str]) -> dict[str, ProductRow]:
         with self._lock:
@@ -207,12 +211,19 @@ class MemoryStore:
 
     def search_products(self, vector: Vector, k: int, where: ProductFilter) -> list[Hit]:
         with self._lock:
-            candidates = [row for row in self._products.values() if _matches(row, where)]
-        if not candidates:
+            if self._matrix is None:
+                # Stacked once per catalog change, not per search (the evaluation replay searches 100k times).
+                self._rows = list(self._products.values())
+                self._matrix = np.stack([row.vector for row in self._rows]) if self._rows else None
+            rows, matrix = self._rows, self._matrix
+        if matrix is None:
             return []
-        scores = np.stack([row.vector for row in candidates]) @ vector
+        keep = [i for i, row in enumerate(rows) if _matches(row, where)]
+        if not keep:
+            return []
+        scores = matrix[keep] @ vector
         order = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(candidates[i], float(scores[i])) for i in order]
+        return [Hit(rows[keep[i]], float(scores[i])) for i in order]
 
     def browse_products(self, limit: int, where: ProductFilter) -> list[ProductRow]:
         with self._lock:
