@@ -145,6 +145,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
         via_kafka=args.via_kafka,
+        baselines=None if args.baselines == "all" else tuple(b.strip() for b in args.baselines.split(",") if b.strip()),
     )
     evaluate(options)
     return 0
@@ -174,6 +175,12 @@ def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         default="streamrec,content",
         help="streamrec's lists to measure, comma separated: streamrec, content, streamrec-blend "
         "(default: the first two)",
+    )
+    evaluate.add_argument(
+        "--baselines",
+        default="all",
+        help="baselines to run beside streamrec, comma separated (popularity, decayed-popularity, cooccurrence, "
+        "cooccurrence-cosine), or 'all' (default) or 'none'",
     )
     evaluate.add_argument(
         "--via-kafka",

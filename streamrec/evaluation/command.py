@@ -41,6 +41,9 @@ class EvaluateOptions:
     methods: tuple[str, ...] = ("streamrec", "content")
     # Through a local broker, worker and API instead of in this process.
     via_kafka: bool = False
+    # Baselines by name; all of them by default (a long replay can be split
+    # across processes, one with the baselines).
+    baselines: tuple[str, ...] | None = None
 
 
 # The live replay waits for every event to show over HTTP: a slice, by default.
@@ -115,7 +118,11 @@ def evaluate(options: EvaluateOptions, out: TextIO = sys.stdout, command: str = 
         f"{dataset.name}: {len(dataset.interactions):,} events, {len(dataset.catalog):,} products, "
         f"{sum(e.kind == 'purchase' for e in dataset.interactions):,} purchases to rank before\n"
     )
-    chosen = baselines(dataset, ranker.covisit_half_life_s * 1000)
+    chosen = [
+        b
+        for b in baselines(dataset, ranker.covisit_half_life_s * 1000)
+        if options.baselines is None or b.name in options.baselines
+    ]
     if options.via_kafka:
         from streamrec.evaluation.live import METHOD, live_system
 
