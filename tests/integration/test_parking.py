@@ -45,6 +45,12 @@ def test_a_click_before_its_product_is_applied_with_the_product_once_it_is_embed
     features = _served(system, user)
     assert "late-arrivals" in features["categories"], features
     assert product_id in features["recent_items"]
+    # The release is counted just after the profile it changed is published: wait for it, bounded.
+    wait_for(
+        lambda: system.api.counter("streamrec_parked_events_total", outcome="applied") >= before["applied"] + 1,
+        timeout_s=10,
+        interval_s=0.1,
+    )
     assert system.api.counter("streamrec_parked_events_total", outcome="applied") == before["applied"] + 1
     assert system.api.counter("streamrec_dead_letters_total", reason="unknown_product") == before["dead"]
 
