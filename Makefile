@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-unit lint format check schemas kafka-start kafka-stop
+.PHONY: install demo test test-unit lint format check schemas kafka-start kafka-stop bench
 
 install:  ## create the environment (done by every target on first use)
 	@echo "environment: $(VENV)"
@@ -29,6 +29,9 @@ format:
 	$(VENV)/bin/ruff check --fix .
 
 check: lint test  ## what CI runs
+
+bench:  ## the stream worker on the real broker: ingest vs a bare consumer, freshness, restarts, memory (bench/results/)
+	$(PY) bench/stream.py $(BENCH_ARGS)
 
 schemas:  ## regenerate the published JSON Schemas of the events
 	$(VENV)/bin/streamrec schemas --out streams/schemas

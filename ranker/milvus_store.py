@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 from prometheus_client import Histogram
 from pymilvus import DataType, MilvusClient, MilvusException
 
@@ -78,6 +79,11 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _json(value: Any) -> str:
+    """A JSON field's value as JSON text: pymilvus passes text through, but walks a dict element by element."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
 def _newest(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """The highest-version row of each id, in first-seen order."""
     best: dict[str, dict[str, Any]] = {}
@@ -120,7 +126,7 @@ def _item_record(kind: str, item_id: str, popularity: float, scores: dict[str, f
         # accepted 11 MB in a probe, so only production would show it), which
         # is why writers keep at most ~100 neighbours or popular products:
         # 100 ids of 128 characters with their weights are about 16 KB.
-        "neighbors": {key: float(weight) for key, weight in scores.items()},
+        "neighbors": _json({key: float(weight) for key, weight in scores.items()}),
         "ref_ms": int(ref_ms),
         "_unused": [0.0, 0.0],
     }
@@ -372,7 +378,7 @@ class MilvusStore:
                 "user_id": row.user_id,
                 "short_vector": row.short_vector.tolist(),
                 "long_vector": row.long_vector.tolist(),
-                "features": row.features,
+                "features": _json(row.features),
                 "updated_at": row.updated_at,
             }
             for row in last_per_key(rows, "user_id")

@@ -33,24 +33,31 @@ OFFSET_GAPS = Counter(
 
 
 class _Buffer:
-    """Events read from the stream but not yet handed out, bounded."""
+    """Events read from the stream but not yet handed out, bounded.
+
+    The taker is woken only when it has something to do (the first event of
+    a batch arrived, the buffer is full, or the pump stopped), not once per
+    event: a wake-up per event cost more than the event's own work.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.events: list[EventT[Any]] = []
-        self.changed = asyncio.Event()  # set whenever events are added or taken
+        self.wake = asyncio.Event()  # for the taker
+        self._space = asyncio.Event()  # for the pump, once a full buffer was taken from
 
     async def put(self, event: EventT[Any]) -> None:
         while len(self.events) >= self.capacity:
-            self.changed.clear()
-            await self.changed.wait()
+            self._space.clear()
+            await self._space.wait()
         self.events.append(event)
-        self.changed.set()
+        if len(self.events) == 1 or len(self.events) >= self.capacity:
+            self.wake.set()
 
     def take(self, limit: int) -> list[EventT[Any]]:
         batch = self.events[:limit]
         del self.events[: len(batch)]
-        self.changed.set()
+        self._space.set()
         return batch
 
 
@@ -165,14 +172,15 @@ class _StreamEnded(Exception):
     """The stream stopped yielding events."""
 
 
-async def _until_changed(buffer: _Buffer, pump: asyncio.Task[None], timeout: float | None) -> None:
-    """Wait until the buffer changes or ``timeout`` passes; re-raise if the pump died."""
-    buffer.changed.clear()
-    waiter = asyncio.ensure_future(buffer.changed.wait())
-    try:
-        await asyncio.wait({waiter, pump}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
+async def _until_woken(buffer: _Buffer, pump: asyncio.Task[None], timeout: float | None) -> None:
+    """Wait until the buffer wakes its taker or ``timeout`` passes; re-raise if the pump died."""
+    if not pump.done():
+        buffer.wake.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await buffer.wake.wait()
+        except TimeoutError:
+            pass
     if pump.done():
         pump.result()  # raises the pump's error, if any
         raise _StreamEnded
@@ -301,14 +309,15 @@ async def _batches(
             await buffer.put(event)
 
     pump_task = asyncio.ensure_future(pump())
+    pump_task.add_done_callback(lambda _: buffer.wake.set())
     loop = asyncio.get_running_loop()
     try:
         while True:
             while not buffer.events:
-                await _until_changed(buffer, pump_task, None)
+                await _until_woken(buffer, pump_task, None)
             deadline = loop.time() + within_s
             while len(buffer.events) < max_events and (remaining := deadline - loop.time()) > 0:
-                await _until_changed(buffer, pump_task, remaining)
+                await _until_woken(buffer, pump_task, remaining)
             yield buffer.take(max_events)
     except _StreamEnded:
         return

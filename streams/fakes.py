@@ -14,7 +14,9 @@ broker, inject Kafka failures into sends, and count reads of table values.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 
@@ -50,6 +52,24 @@ class MemoryTopic:
             self.acked.append((partition, key, value))
             future.set_result(None)
         return future
+
+
+class MemoryProducer:
+    """As faust's ``Producer.send`` for the changelog writes: decodes the JSON records into ``topic``."""
+
+    def __init__(self, topic: MemoryTopic) -> None:
+        self.topic = topic
+
+    async def send(  # noqa: PLR0917 (faust's positional signature)
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None, timestamp: Any, headers: Any
+    ) -> Any:
+        """Queue one serialised record; a future of the acknowledgement."""
+        del timestamp, headers
+        if topic != self.topic.name:
+            raise ValueError(f"sent to {topic}, not the changelog {self.topic.name}")
+        decoded_key = json.loads(key) if key is not None else None
+        decoded_value = json.loads(value) if value is not None else None
+        return await self.topic.send(key=decoded_key, value=decoded_value, partition=partition)
 
 
 class CountingDict(dict[str, Any]):
@@ -93,6 +113,7 @@ class MemoryTable:
         self.name = name
         self.data = CountingDict()
         self.changelog_topic = changelog_topic if changelog_topic is not None else MemoryTopic(f"{name}-changelog")
+        self.app = SimpleNamespace(producer=MemoryProducer(self.changelog_topic))
         self.recover_callbacks: list[Callable[[], Awaitable[None]]] = []
 
     def __len__(self) -> int:

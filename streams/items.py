@@ -15,7 +15,6 @@ statistics, so the effect fades) rather than counting it twice on replay.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import faust
+import orjson
 from faust.types import EventT, StreamT
 from prometheus_client import Counter
 
@@ -66,17 +66,15 @@ def split_by_partition(deltas: ItemDeltas, partitions: int) -> dict[int, dict[st
 
 def encode_deltas(deltas: dict[str, ItemDelta]) -> bytes:
     """One message of the item topic."""
-    return json.dumps({"items": {item_id: d.to_dict() for item_id, d in deltas.items()}}).encode()
+    return orjson.dumps({"items": {item_id: d.to_dict() for item_id, d in deltas.items()}})
 
 
 def decode_deltas(raw: bytes | None) -> dict[str, ItemDelta] | Rejection:
     """Inverse of :func:`encode_deltas`; a message that is not one is a rejection, never an exception."""
     try:
-        data = json.loads(raw or b"")
-    except ValueError as exc:
+        data = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:  # also for nesting deeper than orjson reads
         return Rejection("invalid_json", f"item deltas: {exc}", raw or b"")
-    except RecursionError:
-        return Rejection("too_deep", "item deltas nest too deeply", raw or b"")
     try:
         return {str(item_id): ItemDelta.from_dict(delta) for item_id, delta in data["items"].items()}
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
@@ -233,7 +231,7 @@ class ItemAgent:
     async def _agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
         settings = self.settings
         async for _ in run_batches(
-            stream, settings.batch_max_events, settings.batch_max_wait_s, self._batch, reader=self._refetch
+            stream, settings.item_batch_max, settings.item_batch_wait_s, self._batch, reader=self._refetch
         ):
             yield None
 

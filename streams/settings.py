@@ -40,8 +40,22 @@ class StreamSettings(BaseSettings):
     # while letting a busy stream fill batches of hundreds.
     batch_max_events: int = Field(500, ge=1)
     batch_max_wait_s: float = Field(0.05, gt=0)
+    # Co-visitation and popularity change the next request's candidates but
+    # not the shopper's own profile, so their rows may trail by a second; a
+    # second's messages folded together write each hot product once instead
+    # of once per behavior batch.
+    item_batch_max: int = Field(2000, ge=1, description="item-delta messages folded into one write of item rows")
+    item_batch_wait_s: float = Field(
+        1.0, gt=0, description="how long item deltas gather before products' co-visitation rows are written"
+    )
     product_batch_max: int = Field(64, ge=1, description="products embedded per encoder call")
     product_batch_wait_s: float = Field(0.2, gt=0)
+    product_cache_size: int = Field(
+        50_000, ge=0, description="products a worker keeps for folding clicks (about 1.6 KB each at 384 dimensions)"
+    )
+    product_cache_ttl_s: float = Field(
+        30.0, ge=0, description="how stale a cached product may be: a catalog change reaches profiles that late"
+    )
     max_event_bytes: int = Field(64 * 1024, ge=256)
     late_after_s: float = Field(60.0, ge=0, description="an event this much older than the user's newest is late")
     max_future_s: float = Field(300.0, ge=0, description="how far ahead of its arrival an event time may be")

@@ -18,6 +18,7 @@ from ranker.store import Vector, VectorStore
 from streamrec import failpoints
 from streams.covisitation import ItemDeltas
 from streams.events import Click, Purchase, Search, UserEvent
+from streams.product_cache import ProductCache
 from streams.profiles import EVENT_WEIGHT, ProductInfo, UserProfile
 from streams.retry import with_retries
 
@@ -64,10 +65,18 @@ class BehaviorUpdater:
     """Applies batches of user events to profiles and publishes them to the store."""
 
     def __init__(
-        self, store: VectorStore, encoder: Embedder, late_after_ms: int = 60_000, *, park_unknown: bool = True
+        self,
+        store: VectorStore,
+        encoder: Embedder,
+        late_after_ms: int = 60_000,
+        *,
+        park_unknown: bool = True,
+        products: ProductCache | None = None,
     ) -> None:
         self.store = store
         self.encoder = encoder
+        # Without a cache every batch asks the store for all of its products.
+        self.products = products if products is not None else ProductCache(0, 0.0)
         # Without parking a click on an unknown product is applied without
         # the product's vector, category or brand.
         self.park_unknown = park_unknown
@@ -79,11 +88,11 @@ class BehaviorUpdater:
         """Apply events in order; ``load`` gives a user's current profile."""
         product_ids = sorted({e.product_id for e in events if not isinstance(e, Search)})
         queries = sorted({e.query for e in events if isinstance(e, Search)})
-        products = (
-            await with_retries("load products", lambda: asyncio.to_thread(self.store.get_products, product_ids))
-            if product_ids
-            else {}
-        )
+        products, missing = self.products.get_many(product_ids)
+        if missing:
+            loaded = await with_retries("load products", lambda: asyncio.to_thread(self.store.get_products, missing))
+            self.products.put_many(loaded)
+            products.update(loaded)
         query_vectors: dict[str, Vector] = (
             dict(zip(queries, await self.encoder.encode(queries, caller="worker"), strict=True)) if queries else {}
         )

@@ -30,6 +30,7 @@ from streams.items import ItemAgent
 from streams.labels import LabelJoin
 from streams.lag import LagProbe
 from streams.parking import UNKNOWN_PRODUCT, ParkedEvent, Parking
+from streams.product_cache import ProductCache
 from streams.profiles import UserProfile
 from streams.retry import with_retries
 from streams.settings import StreamSettings
@@ -99,7 +100,8 @@ class StreamWorker:
         self._time_policy = settings.time_policy()
         self._behavior_kinds = settings.behavior_topics()
         self.refetch = RangeReader(settings.connection().aiokafka(), group=settings.app_id)
-        self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000))
+        self.products = ProductCache(settings.product_cache_size, settings.product_cache_ttl_s)
+        self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000), products=self.products)
         self.app = WorkerApp(
             settings.app_id,
             **settings.connection().faust(),
@@ -256,8 +258,10 @@ class StreamWorker:
                 for e, v in zip(upserts, vectors, strict=True)
             ]
             await with_retries("upsert products", lambda: asyncio.to_thread(self.store.upsert_products, rows))
+            self.products.put_many(rows)
         if deletes:
             await with_retries("delete products", lambda: asyncio.to_thread(self.store.delete_products, deletes))
+            self.products.discard(deletes)
         EVENTS.labels("catalog", self.settings.topic_products, "processed").inc(len(batch))
 
     async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:

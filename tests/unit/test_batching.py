@@ -1,4 +1,4 @@
-"""The gap guard names the offsets a stream skipped, per partition."""
+"""The gap guard names the offsets a stream skipped, per partition; the batch buffer wakes its taker sparingly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from faust.types import TP
 from intervaltree import Interval, IntervalTree
 
-from streams.batching import GapGuard, expected_offset, forget_faust_gap
+from streams.batching import GapGuard, _Buffer, expected_offset, forget_faust_gap
 
 TP0 = TP("streamrec.clicks", 0)
 TP1 = TP("streamrec.clicks", 1)
@@ -97,3 +97,18 @@ def test_a_refetched_range_leaves_faust_s_gap_record() -> None:
     assert sorted((i.begin, i.end) for i in gaps[TP1]) == [(10, 12), (15, 20)]
     forget_faust_gap(app, TP("streamrec.searches", 0), 0, 5)  # no gap filed: nothing to do
     forget_faust_gap(_app(), TP0, 0, 1)  # a consumer without gap records
+
+
+def test_the_buffer_wakes_its_taker_for_the_first_event_and_when_full_not_for_each_event() -> None:
+    """A wake-up per event cost more than the event's own work; the taker waits out its deadline instead."""
+
+    async def run() -> list[bool]:
+        buffer = _Buffer(capacity=3)
+        woken = []
+        for event in ("a", "b", "c"):
+            buffer.wake.clear()
+            await buffer.put(event)  # type: ignore[arg-type]
+            woken.append(buffer.wake.is_set())
+        return woken
+
+    assert asyncio.run(run()) == [True, False, True]
