@@ -1,8 +1,10 @@
-"""The label-join agent and the learner task of a stream worker.
+"""The label join and the learner task of a stream worker.
 
-Impressions, clicks and purchases are all keyed by user, so one agent joins
-them per user in a changelogged table and writes labeled examples to the
-single-partition examples topic, which one learner consumes.
+Impressions, clicks and purchases are all keyed by user, so they are joined
+per user in a changelogged table, and labeled examples go to the
+single-partition examples topic, which one learner consumes. This module's
+agent reads the impressions; the behavior agent hands over the clicks and
+purchases it reads (:meth:`LabelJoin.join`).
 """
 
 from __future__ import annotations
@@ -133,11 +135,9 @@ class LabelJoin:
             if examples is not None
             else app.topic(learning.topic_examples, key_serializer="raw", value_serializer="raw", partitions=1)
         )
-        self._kinds: dict[str, EventKind] = {
-            settings.topic_impressions: "impressions",
-            settings.topic_clicks: "clicks",
-            settings.topic_purchases: "purchases",
-        }
+        # Impressions only: clicks and purchases come from the behavior agent,
+        # which reads them anyway (see :meth:`join`).
+        self._kinds: dict[str, EventKind] = {settings.topic_impressions: "impressions"}
         source = app.topic(*self._kinds, key_serializer="raw", value_serializer="raw")
         app.agent(source, name="labels")(self._agent)
         app.timer(learning.join_tick_s, name="labels.close_expired")(self.close_expired)
@@ -163,17 +163,23 @@ class LabelJoin:
             result = decode(kind, event.value, self.settings.max_event_bytes)
             if not isinstance(result, Rejection):
                 arrival = arrival_ms(event.message.timestamp, now_s)
-                # Counted once, by the behavior agent that reads the same clicks.
-                result = enforce(result, event.value or b"", arrival, self._time_policy, count=False)
+                result = enforce(result, event.value or b"", arrival, self._time_policy)
             if isinstance(result, Rejection):
-                # Clicks and purchases are dead-lettered by the behavior
-                # agent; only impressions are this agent's alone.
-                if kind == "impressions":
-                    await self._dead_letter(event, result, "labels")
-                continue
-            if isinstance(result, Impression | Click | Purchase):
+                await self._dead_letter(event, result, "labels")
+            elif isinstance(result, Impression):
                 accepted.append((event, result))
-        await apply_contained("labels", accepted, self.apply, self._dead_letter)
+        await self.join(accepted)
+
+    async def join(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
+        """Join decoded impressions, clicks and purchases; an event that keeps failing is dead-lettered.
+
+        The behavior agent hands its clicks and purchases here, so each is
+        read and decoded once: a second stream over the same topics doubled
+        faust's cost per event, and two streams' copies of one re-read
+        offset each counted it done (the first to finish let the commit pass
+        an offset the other had not applied).
+        """
+        await apply_contained("labels", batch, self.apply, self._dead_letter)
 
     async def apply(self, batch: Sequence[tuple[RawEvent, Impression | Click | Purchase]]) -> None:
         """Join a batch; state is saved only once its examples are written, so a failed batch changes nothing."""

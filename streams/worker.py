@@ -280,6 +280,8 @@ class StreamWorker:
         kinds = self._behavior_kinds
         accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
         await apply_contained("behavior", accepted, self.apply_behavior, self._dead_letter)
+        # The same clicks and purchases close impressions in the label join.
+        await self.labels.join([(source, event) for source, event in accepted if isinstance(event, Click | Purchase)])
         BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
 
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
