@@ -215,11 +215,12 @@ def test_local_state_deleted_is_rebuilt_from_changelogs(
         assert set(after["categories"]) >= set(before[user]["categories"])
 
 
-def test_scaling_one_two_one_workers_while_producing_loses_nothing(
+def test_scaling_one_two_one_workers_while_producing_loses_nothing(  # noqa: PLR0917 (fixtures, not a call signature)
     system: AllInOne,
     system_env: dict[str, str],
     publisher: Publisher,
     products: list[dict[str, Any]],
+    stream_settings: StreamSettings,
     tmp_path: Path,
 ) -> None:
     """A second worker joins and leaves while events flow: partitions move twice, no event is lost or doubled."""
@@ -241,11 +242,16 @@ def test_scaling_one_two_one_workers_while_producing_loses_nothing(
     traffic.join()
     assert code == 0, second.log_tail(40)
     traffic.assert_exact(system)
+    assert_committed_to_the_end(stream_settings)
     print(f"the second worker processed {taken:.0f} of {sum(traffic.sent.values())} clicks before leaving")
 
 
 def test_broker_restart_mid_stream_recovers_without_a_worker_restart(
-    system: AllInOne, kafka: LocalKafka, publisher: Publisher, products: list[dict[str, Any]]
+    system: AllInOne,
+    kafka: LocalKafka,
+    publisher: Publisher,
+    products: list[dict[str, Any]],
+    stream_settings: StreamSettings,
 ) -> None:
     """The broker stops and starts while events are in flight; the same worker process carries on."""
     traffic = Traffic(publisher, products)
@@ -259,3 +265,4 @@ def test_broker_restart_mid_stream_recovers_without_a_worker_restart(
         traffic.send_round()
     traffic.assert_exact(system, timeout_s=180)
     assert system.pid == pid, "the worker restarted"
+    assert_committed_to_the_end(stream_settings)
