@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import StreamSettings
@@ -172,6 +172,11 @@ class AllInOne:
 
     def start(self, timeout_s: float = 180.0) -> None:
         """Start the process and wait until the API reports ready."""
+        self.spawn()
+        self.wait_ready(timeout_s)
+
+    def spawn(self) -> None:
+        """Start the process in a session of its own (so :meth:`kill` reaches its children); do not wait."""
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
@@ -181,10 +186,16 @@ class AllInOne:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        """Wait until the process reports ready; stop it and raise if it exits or is not ready in time."""
+        process = self._process
+        if process is None:
+            raise RuntimeError(f"{self._command} was not started")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"{self._command} exited with {self._process.returncode}:\n{self.log_tail()}")
+            if process.poll() is not None:
+                raise RuntimeError(f"{self._command} exited with {process.returncode}:\n{self.log_tail()}")
             if self.api.ready() is not None:
                 return
             time.sleep(0.25)
@@ -227,3 +238,34 @@ def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> Any:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"condition not met within {timeout_s} s")
         time.sleep(interval_s)
+
+
+def uncommitted(settings: StreamSettings, topics: Iterable[str] | None = None) -> dict[tuple[str, int], int]:
+    """Records past the worker group's committed offset, per (topic, partition) behind; ``{}`` when all is committed.
+
+    ``topics`` defaults to every input topic of the workers. Asks the broker
+    only: the consumer neither joins the group nor commits.
+    """
+    consumer = KafkaConsumer(**settings.connection().kafka_python(), group_id=settings.app_id, enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in (settings.input_topics() if topics is None else topics)
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+        behind = {(tp.topic, tp.partition): ends[tp] - (consumer.committed(tp) or 0) for tp in partitions}
+    finally:
+        consumer.close()
+    return {tp: n for tp, n in behind.items() if n > 0}
+
+
+def wait_committed(
+    settings: StreamSettings, timeout_s: float, topics: Iterable[str] | None = None
+) -> dict[tuple[str, int], int]:
+    """Wait up to ``timeout_s`` for the group to commit to the end of ``topics``; what is still behind (``{}``: all)."""
+    names = settings.input_topics() if topics is None else tuple(topics)
+    deadline = time.monotonic() + timeout_s
+    while (behind := uncommitted(settings, names)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return behind

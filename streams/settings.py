@@ -108,6 +108,11 @@ class StreamSettings(BaseSettings):
             action=self.out_of_range_ts,
         )
 
+    def input_topics(self) -> tuple[str, ...]:
+        """Every topic the worker group consumes and commits offsets of, sorted (changelogs are read apart)."""
+        topics = {self.topic_products, self.topic_impressions, self.topic_item_deltas, *self.behavior_topics()}
+        return tuple(sorted(topics))
+
     def behavior_topics(self) -> dict[str, str]:
         """Topic name -> event kind for the shopper behavior topics."""
         return {self.topic_searches: "searches", self.topic_clicks: "clicks", self.topic_purchases: "purchases"}

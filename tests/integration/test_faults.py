@@ -7,7 +7,6 @@ exactly that many events: fewer is a lost event, more a doubled one.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import threading
 import time
@@ -17,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
-from streamrec.launcher import AllInOne, Publisher, click_event, wait_for
+from streamrec.launcher import AllInOne, Publisher, click_event, wait_committed, wait_for
 from streamrec.localkafka import LocalKafka, free_port
 from streamrec.localmilvus import LocalMilvus
 from streams.events import Click
@@ -106,31 +104,10 @@ class Traffic:
         assert not wrong, f"(seen, sent) per shopper: {wrong}"
 
 
-def uncommitted(settings: StreamSettings, topic: str) -> dict[int, int]:
-    """Records of ``topic`` past the worker group's committed offset, per partition (the group is not joined)."""
-    consumer = KafkaConsumer(**settings.connection().kafka_python(), group_id=settings.app_id, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        ends = consumer.end_offsets(partitions)
-        behind = {tp.partition: ends[tp] - (consumer.committed(tp) or 0) for tp in partitions}
-    finally:
-        consumer.close()
-    return {partition: n for partition, n in behind.items() if n > 0}
-
-
-def report_uncommitted(settings: StreamSettings, timeout_s: float = 30) -> dict[int, int]:
-    """Wait up to ``timeout_s`` for the group to commit to the end of the click topic; print what is still behind.
-
-    Printed, not asserted: in most runs nothing is behind, but faust can
-    still leave a partition's commits behind after a kill -9 restart (seen
-    once: 228 records), which costs a replay of deduplicated events on the
-    next restart, not an event.
-    """
-    with contextlib.suppress(TimeoutError):
-        wait_for(lambda: not uncommitted(settings, settings.topic_clicks), timeout_s, interval_s=1)
-    behind = uncommitted(settings, settings.topic_clicks)
-    print(f"records past the committed offset, per partition: {behind}")
-    return behind
+def assert_committed_to_the_end(settings: StreamSettings, timeout_s: float = 30) -> None:
+    """Within ``timeout_s`` the worker group commits to the end of every input topic (nothing left to replay)."""
+    behind = wait_committed(settings, timeout_s)
+    assert not behind, f"records past the committed offset after {timeout_s:.0f} s, per (topic, partition): {behind}"
 
 
 def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
@@ -147,7 +124,7 @@ def test_kill_9_mid_stream_loses_nothing_and_doubles_nothing(
     system.start()
     traffic.assert_exact(system)
     traffic.assert_same_as_a_clean_run(system)
-    report_uncommitted(stream_settings)
+    assert_committed_to_the_end(stream_settings)
     assert system.api.counter("streamrec_events_total", agent="behavior", outcome="processed") > 0
     assert system.api.counter("streamrec_recovery_seconds_count") >= 1
 
@@ -168,7 +145,7 @@ def test_sigterm_under_load_finishes_in_flight_events_and_commits(
     assert took < grace_s
     system.start()
     traffic.assert_exact(system)
-    report_uncommitted(stream_settings)
+    assert_committed_to_the_end(stream_settings)
     # Duplicates in the new process: faust sometimes delivers again records
     # that were read again because it skipped them at the start (each
     # changed nothing). Before the first-record check this was everything
@@ -238,11 +215,12 @@ def test_local_state_deleted_is_rebuilt_from_changelogs(
         assert set(after["categories"]) >= set(before[user]["categories"])
 
 
-def test_scaling_one_two_one_workers_while_producing_loses_nothing(
+def test_scaling_one_two_one_workers_while_producing_loses_nothing(  # noqa: PLR0917 (fixtures, not a call signature)
     system: AllInOne,
     system_env: dict[str, str],
     publisher: Publisher,
     products: list[dict[str, Any]],
+    stream_settings: StreamSettings,
     tmp_path: Path,
 ) -> None:
     """A second worker joins and leaves while events flow: partitions move twice, no event is lost or doubled."""
@@ -264,11 +242,16 @@ def test_scaling_one_two_one_workers_while_producing_loses_nothing(
     traffic.join()
     assert code == 0, second.log_tail(40)
     traffic.assert_exact(system)
+    assert_committed_to_the_end(stream_settings)
     print(f"the second worker processed {taken:.0f} of {sum(traffic.sent.values())} clicks before leaving")
 
 
 def test_broker_restart_mid_stream_recovers_without_a_worker_restart(
-    system: AllInOne, kafka: LocalKafka, publisher: Publisher, products: list[dict[str, Any]]
+    system: AllInOne,
+    kafka: LocalKafka,
+    publisher: Publisher,
+    products: list[dict[str, Any]],
+    stream_settings: StreamSettings,
 ) -> None:
     """The broker stops and starts while events are in flight; the same worker process carries on."""
     traffic = Traffic(publisher, products)
@@ -282,3 +265,4 @@ def test_broker_restart_mid_stream_recovers_without_a_worker_restart(
         traffic.send_round()
     traffic.assert_exact(system, timeout_s=180)
     assert system.pid == pid, "the worker restarted"
+    assert_committed_to_the_end(stream_settings)

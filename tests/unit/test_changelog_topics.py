@@ -1,4 +1,8 @@
-"""Every table of a worker has a changelog topic configured to compact, and `streamrec topics` knows them all."""
+"""Every table of a worker has a changelog topic configured to compact, and `streamrec topics` knows them all.
+
+Also: the settings name every topic the worker's agents consume (what the
+commit checks of the fault tests wait for).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,18 @@ def test_every_table_of_the_worker_has_a_compacting_changelog() -> None:
     for name, (topic, config) in found.items():
         assert topic == changelog.topic_name("unit-tables", name)
         assert config == dict(changelog.TOPIC_CONFIG), f"{topic} would be created with broker defaults"
+
+
+def test_input_topics_are_the_topics_the_agents_consume() -> None:
+    """``StreamSettings.input_topics`` are exactly the topics the worker's agents subscribe to, each one created."""
+
+    async def consumed() -> set[str]:
+        worker = StreamWorker(StreamSettings(app_id="unit-inputs"), MemoryStore(), AsyncEncoder(HashingTextEncoder(8)))
+        return {topic for agent in worker.app.agents.values() for topic in agent.channel.topics}
+
+    settings = StreamSettings(app_id="unit-inputs")
+    assert set(settings.input_topics()) == asyncio.run(consumed())
+    assert set(settings.input_topics()) <= {spec.name for spec in topic_specs(settings)}
 
 
 def test_the_config_compacts_and_rolls_segments_small() -> None:
