@@ -7,7 +7,7 @@ directory that also records the changelog offset it holds (faust's
 it, and a wiped data directory is rebuilt from the whole changelog.
 
 faust's RocksDB store does not fit batches as it comes, so
-:class:`PartitionedRocksStore` changes three things:
+:class:`PartitionedRocksStore` changes four things:
 
 - faust picks the database of a key from the *current event's* partition.
   A batch mixes partitions, timers have no current event, and
@@ -33,6 +33,13 @@ built (faust is pinned to the version those checks were written against).
 A changelog topic deleted and recreated under a data directory that is
 kept stops the worker with faust's ``ConsistencyError`` (persisted offset
 above the topic's end): delete the data directory, it is rebuilt.
+
+Limits: the offset stored is the newest acknowledged one, which assumes
+one writer per table partition at a time (true today: one agent per
+table, or an agent and a timer sharing a lock). A worker away from a partition longer than the changelog keeps
+tombstones (``delete.retention.ms``, a day by default) can keep a key
+deleted meanwhile: wipe the data directory of a worker that was down
+longer than that.
 
 >>> faust_store_url("memory://")
 'streamrec-memory://'
