@@ -21,9 +21,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams import changelog
+from streams.events import Click
+from streams.profiles import ProductInfo, UserProfile
 from streams.settings import StreamSettings
 
 KIND_TOPIC = {
@@ -141,6 +145,13 @@ class ApiClient:
         status, body = self.get(f"/v1/users/{urllib.parse.quote(user_id, safe='')}")
         return int(body["features"]["events"]) if status == 200 else 0
 
+    def recovered(self) -> bool:
+        """Whether the worker finished a recovery of its tables (rebalance complete) since it started."""
+        try:
+            return (self.metric("streamrec_recovery_seconds_count") or 0) >= 1
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
     def ready(self) -> dict[str, Any] | None:
         """The readiness body, or None while the API is not up or not ready."""
         try:
@@ -226,6 +237,88 @@ class AllInOne:
         if self._process is not None and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
+
+
+def isolated_env(name: str, data_dir: Path) -> dict[str, str]:
+    """Settings giving a worker its own app id, topics, Milvus collections and data directory.
+
+    A test or benchmark worker then shares the broker and Milvus server of
+    the session without reading or changing anyone else's state.
+    """
+    topics = ("products", "searches", "clicks", "purchases", "impressions", "model", "dlq", "item_deltas", "examples")
+    collections = ("products", "users", "items")
+    return {
+        "STREAMREC_APP_ID": name,
+        "STREAMREC_DATA_DIR": str(data_dir),
+        **{f"STREAMREC_TOPIC_{topic.upper()}": f"{name}.{topic}" for topic in topics},
+        **{f"STREAMREC_{c.upper()}_COLLECTION": f"{name.replace('-', '_')}_{c}" for c in collections},
+    }
+
+
+def profile_history(shoppers: int, events: int, dim: int = 384, seed: int = 7) -> Iterable[tuple[str, dict[str, Any]]]:
+    """``events`` changelog values of the profiles table: each click of ``shoppers`` shoppers, as it saves one.
+
+    What a worker leaves in the ``profiles`` changelog after that many
+    clicks when every event writes its shopper's whole profile (as before
+    batch folding): the history a memory-store restart replays.
+    """
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((64, dim)).astype(np.float32)
+    profiles = [UserProfile(f"hist-{i}", 7 * 24 * 3600 * 1000.0) for i in range(shoppers)]
+    start_ms = int(time.time() * 1000) - events
+    for n in range(events):
+        profile = profiles[n % shoppers]
+        product = ProductInfo(vectors[n % 64], f"c{n % 7}", f"b{n % 5}", 10.0 + n % 90)
+        click = Click(
+            event_id=f"e{n}", ts=start_ms + n, schema_version=1, user_id=profile.user_id, product_id=f"p{n % 997}"
+        )
+        profile.apply(click, product, None)
+        yield profile.user_id, profile.to_dict()
+
+
+def fill_changelog(settings: StreamSettings, table: str, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
+    """Write ``(key, value)`` records to ``table``'s changelog as faust would (JSON, partitioned by key)."""
+    producer = KafkaProducer(
+        **settings.connection().kafka_python(),
+        acks=1,
+        linger_ms=50,
+        batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        client_id="streamrec-history",
+    )
+    topic = changelog.topic_name(settings.app_id, table)
+    count = 0
+    try:
+        for key, value in records:
+            producer.send(topic, key=json.dumps(key).encode(), value=json.dumps(value).encode())
+            count += 1
+        producer.flush(timeout=300)
+    finally:
+        producer.close(timeout=10)
+    return count
+
+
+def changelog_state(settings: StreamSettings, table: str) -> dict[str, Any]:
+    """The newest value of every key in ``table``'s changelog (what a full recovery rebuilds)."""
+    topic = changelog.topic_name(settings.app_id, table)
+    consumer = KafkaConsumer(**settings.connection().kafka_python(), enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        state: dict[str, Any] = {}
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for batch in consumer.poll(timeout_ms=1000, max_records=10_000).values():
+                for record in batch:
+                    key = json.loads(record.key)
+                    if record.value is None:
+                        state.pop(key, None)
+                    else:
+                        state[key] = json.loads(record.value)
+        return state
+    finally:
+        consumer.close()
 
 
 def wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> Any:

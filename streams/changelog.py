@@ -29,6 +29,7 @@ from faust.serializers import codecs
 from faust.tables.base import Collection
 from faust.types import TableT
 
+from streams import table_store
 from streams.retry import RETRY_DELAYS_S, with_retries
 
 # The tables of a stream worker, by name (faust names their changelog topics
@@ -70,12 +71,13 @@ def topic_names(app_id: str, tables: Iterable[str] = TABLES) -> list[str]:
     return [topic_name(app_id, table) for table in tables]
 
 
-async def all_acked(futures: Sequence[Awaitable[Any]]) -> None:
-    """Wait for every send; raise the first failure only once all are settled (none left unretrieved)."""
+async def all_acked(futures: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Wait for every send and return the acks; raise the first failure once all are settled (none left unretrieved)."""
     results = await asyncio.gather(*futures, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
+    return results
 
 
 async def write(
@@ -100,7 +102,7 @@ async def write(
         for partition, key, value in records
     ]
 
-    async def send_all() -> None:
+    async def send_all() -> list[Any]:
         futures: list[Awaitable[Any]] = []
         try:
             for partition, key, value in serialised:
@@ -108,11 +110,7 @@ async def write(
         except Exception:
             await asyncio.gather(*futures, return_exceptions=True)  # settle what was sent before the failure
             raise
-        await all_acked(futures)
+        return await all_acked(futures)
 
-    await with_retries(f"changelog of {table.name}", send_all, delays_s=delays_s)
-    for _, key, value in records:
-        if value is None:
-            table.data.pop(key, None)
-        else:
-            table.data[key] = value
+    acks = await with_retries(f"changelog of {table.name}", send_all, delays_s=delays_s)
+    table_store.save_local(table, records, acks)

@@ -19,6 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+from faust.types.tuples import RecordMetadata
+
 
 class MemoryTopic:
     """A topic whose sends are acknowledged at once, or fail with the queued errors first.
@@ -34,15 +37,16 @@ class MemoryTopic:
         self.on_send = on_send
         self.acked: list[tuple[int | None, Any, Any]] = []  # (partition, key, value) the "broker" took
         self.sends = 0
+        self._ends: dict[int, int] = {}  # next offset per partition
 
     def get_topic_name(self) -> str:
         """As faust's ``Topic.get_topic_name``."""
         return self.name
 
     async def send(self, *, key: Any = None, value: Any = None, partition: int | None = None, **_: Any) -> Any:
-        """As faust's ``Topic.send(..., force=True)``: a future of the broker's acknowledgement."""
+        """As faust's ``Topic.send(..., force=True)``: a future of the broker's acknowledgement (its metadata)."""
         self.sends += 1
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
         if self.failures:
             error = self.failures.pop(0)
             if self.on_send:
@@ -50,7 +54,10 @@ class MemoryTopic:
             future.set_exception(error)
         else:
             self.acked.append((partition, key, value))
-            future.set_result(None)
+            number = partition or 0
+            offset = self._ends.get(number, 0)
+            self._ends[number] = offset + 1
+            future.set_result(RecordMetadata(self.name, number, TP(self.name, number), offset))
         return future
 
 

@@ -11,6 +11,9 @@ from streamrec.kafka_client import KafkaConnection, SaslMechanism, SecurityProto
 from streams.events import parse_ts
 from streams.time_policy import TimePolicy
 
+# Local state of the worker's tables (see streams.table_store).
+TableStore = Literal["rocksdb://", "memory://"]
+
 
 class StreamSettings(BaseSettings):
     """Kafka connection, topic names and batching of the stream workers."""
@@ -87,7 +90,16 @@ class StreamSettings(BaseSettings):
     session_timeout_s: float = Field(30.0, ge=6, description="consumer group session timeout")
     lag_interval_s: float = Field(5.0, gt=0, description="how often consumer lag is measured")
     worker_web_port: int = Field(6066, description="port of the worker's /metrics and health endpoints")
-    data_dir: str = Field(".streamrec", description="local state directory of a worker")
+    data_dir: str = Field(
+        ".streamrec", description="local state directory of a worker (one per worker process; tables under it)"
+    )
+    table_store: TableStore = Field(
+        "rocksdb://",
+        description=(
+            "where tables keep local state: rocksdb:// persists it under the data directory, so a restart reads"
+            " only the changelog records after what it holds; memory:// replays every changelog on each start"
+        ),
+    )
 
     def connection(self) -> KafkaConnection:
         """How every client reaches the cluster."""

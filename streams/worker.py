@@ -22,7 +22,7 @@ from encoders.runner import Embedder
 from online_learning.settings import LearningSettings
 from ranker.store import ProductRow, VectorStore
 from streamrec import failpoints
-from streams import changelog, sensors
+from streams import changelog, sensors, table_store
 from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.events import Click, ProductDelete, ProductUpsert, Purchase, Rejection, UserEvent, decode
@@ -105,7 +105,7 @@ class StreamWorker:
         self.app = WorkerApp(
             settings.app_id,
             **settings.connection().faust(),
-            store="memory://",
+            store=table_store.faust_store_url(settings.table_store),
             autodiscover=False,
             topic_partitions=settings.topic_partitions,
             topic_replication_factor=1,
@@ -113,6 +113,7 @@ class StreamWorker:
             value_serializer="raw",
             consumer_auto_offset_reset="earliest",
             datadir=settings.data_dir,
+            tabledir=table_store.table_dir(settings.app_id),
             web_port=settings.worker_web_port,
             web_host="127.0.0.1",
             producer_acks=-1,
