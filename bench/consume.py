@@ -29,7 +29,7 @@ from streamrec.localkafka import LocalKafka, free_port
 from streams.settings import StreamSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stream import bare_loop, cpu_seconds, drain  # noqa: E402
+from stream import bare_loop, drain
 
 TOPIC = "consume.events"
 PARTITIONS = 4
@@ -106,8 +106,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile:
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             profiler = subprocess.Popen(
-                [py_spy, "record", "--pid", str(worker.pid), "--duration", "30", "--rate", "100", "--nonblocking"]
-                + ["--format", "raw", "--output", str(args.profile)],
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(worker.pid),
+                    "--duration",
+                    "30",
+                    "--rate",
+                    "100",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(args.profile),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
             )

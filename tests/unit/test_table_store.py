@@ -16,7 +16,7 @@ from faust.types import TP
 
 from streamrec.errors import StreamrecError
 from streams import changelog, table_store
-from streams.fakes import MemoryTopic
+from streams.fakes import MemoryProducer, MemoryTopic
 
 PARTITIONS = 4
 
@@ -28,6 +28,7 @@ def _table(datadir: Path, store: table_store.TableStore = "rocksdb://") -> Any:
     )
     table = app.Table("profiles", default=None, partitions=PARTITIONS)
     table.changelog_topic = MemoryTopic("unit-state-profiles-changelog")
+    app.producer = MemoryProducer(table.changelog_topic)
     if store == "rocksdb://":
         for partition in range(PARTITIONS):
             table.data._db_for_partition(partition)
