@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -23,11 +23,13 @@ from faust.types import TP, AppT, EventT, StreamT
 from faust.types.tuples import ConsumerMessage
 from prometheus_client import Counter
 
+from streams import faust_adapter
+
 log = logging.getLogger(__name__)
 
 OFFSET_GAPS = Counter(
     "streamrec_offset_gaps_total",
-    "Offsets a stream skipped: records read again (refetched), offsets with no record (empty), reads failed (unread)",
+    "Offsets a stream skipped: read again (refetched), with no record (empty); failed re-reads (read_failed)",
     ["topic", "action"],
 )
 
@@ -186,19 +188,49 @@ async def _until_woken(buffer: _Buffer, pump: asyncio.Task[None], timeout: float
         raise _StreamEnded
 
 
+# Waits between attempts to read skipped offsets again; the last repeats.
+REREAD_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
+
+
 async def _read_again(
     refetch: Refetch,
     tp: TP,
     topic: str,
     gap: tuple[int, int],
-) -> list[ConsumerRecord[bytes, bytes]]:
+    *,
+    still_assigned: Callable[[], bool],
+    delays_s: Sequence[float] = REREAD_DELAYS_S,
+) -> list[ConsumerRecord[bytes, bytes]] | None:
+    """The records of ``gap``, read again until that succeeds; None if the partition may have moved meanwhile.
+
+    A failed read is never skipped: the offsets would be committed without
+    their records applied. The stream waits (the broker is unreachable, or
+    slow), and gives up only on a rebalance, which drops faust's record of
+    the gap with the partition (its next owner reads from the last commit).
+    """
     start, end = gap
-    try:
-        records = await refetch(tp, start, end)
-    except Exception as exc:  # the broker is unreachable: go on; those offsets stay unacknowledged
-        log.error("%s: offsets %d..%d were not delivered and could not be read again: %r", tp, start, end - 1, exc)
-        OFFSET_GAPS.labels(topic, "unread").inc(end - start)
-        return []
+    attempt = 0
+    while True:
+        try:
+            records = await refetch(tp, start, end)
+            break
+        except Exception as exc:  # any failure: read again, never skip
+            OFFSET_GAPS.labels(topic, "read_failed").inc()
+            delay = delays_s[min(attempt, len(delays_s) - 1)]
+            attempt += 1
+            log.error(
+                "%s: offsets %d..%d were not delivered and could not be read again (attempt %d, next in %.1f s): %r",
+                tp,
+                start,
+                end - 1,
+                attempt,
+                delay,
+                exc,
+            )
+            await asyncio.sleep(delay)
+            if not still_assigned():
+                log.warning("%s: a rebalance came while offsets %d..%d were being read again", tp, start, end - 1)
+                return None
     log.warning("%s: offsets %d..%d were not delivered; read %d records again", tp, start, end - 1, len(records))
     OFFSET_GAPS.labels(topic, "refetched").inc(len(records))
     if len(records) < end - start:
@@ -206,31 +238,21 @@ async def _read_again(
     return records
 
 
-def forget_faust_gap(app: AppT, tp: TP, start: int, last: int) -> None:
-    """Drop faust's own record of offsets ``start..last`` as a gap: they are acknowledged as they are handled here.
-
-    When faust's read offset jumps it files the offsets in between (and the
-    record that revealed the jump) as a gap, counted as acknowledged at the
-    next commit. Acknowledged again when their refetched records are handled,
-    each would stand twice in faust's list of acknowledged offsets, which it
-    then commits in steps of one or two per commit interval (measured:
-    a partition 130 records behind for half a minute).
-    """
-    gaps = getattr(app.consumer, "_gap", None)
-    if gaps is not None and tp in gaps:
-        gaps[tp].chop(start, last + 1)
-
-
 async def expected_offset(app: AppT, tp: TP, committed: Committed) -> int | None:
     """Where the first record of ``tp`` after an assignment should be: the group's committed offset."""
-    known = getattr(app.consumer, "_committed_offset", {}).get(tp)  # set by faust's seek, once it ran
+    known = faust_adapter.committed_offset(app, tp)  # set by faust's seek, once it ran
     if known is not None:
-        return int(known)
+        return known
     try:
         return await committed(tp)
     except Exception as exc:  # unknown: the first record sets the baseline, as without a check
         log.warning("%s: committed offset not read: %r", tp, exc)
         return None
+
+
+def _same_generation(app: AppT, generation: int) -> Callable[[], bool]:
+    """Whether no rebalance happened since ``generation``."""
+    return lambda: bool(app.consumer_generation_id == generation)
 
 
 async def run_batches(
@@ -301,11 +323,16 @@ async def _batches(
                     guard.expect(message.tp, expected)
             gap = guard.skipped(message.tp, message.offset)
             if gap is not None:
-                records = await _read_again(reader, message.tp, message.topic, gap)
-                if records:
-                    forget_faust_gap(app, message.tp, gap[0], message.offset)
-                for record in records:
-                    await buffer.put(_event(app, record))
+                records = await _read_again(
+                    reader, message.tp, message.topic, gap, still_assigned=_same_generation(app, generation)
+                )
+                if records is not None:
+                    # Ours to acknowledge now, as they are handled; offsets
+                    # with no record behind them count as done at once.
+                    empty = faust_adapter.offsets_without((r.offset for r in records), *gap)
+                    faust_adapter.settle_gap(app, message.tp, gap[0], message.offset, empty)
+                    for record in records:
+                        await buffer.put(_event(app, record))
             await buffer.put(event)
 
     pump_task = asyncio.ensure_future(pump())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -272,11 +273,21 @@ def decode(kind: EventKind, raw: bytes | None, max_bytes: int = MAX_EVENT_BYTES)
     except UnicodeDecodeError as exc:
         return Rejection("not_utf8", str(exc), data)
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        return Rejection("too_deep", "JSON nesting exceeds the interpreter's limit", data)
-    except ValueError as exc:
-        return Rejection("invalid_json", str(exc), data)
+        # orjson: several times the standard parser's speed per event.
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            return Rejection("too_deep", "JSON nesting exceeds the parser's limit", data)
+        # orjson also refuses escaped lone surrogates, which the contract
+        # tolerates (they are dropped from text fields): such a message, and
+        # any it refused, is parsed again by the standard library, whose
+        # verdict stands.
+        try:
+            body = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            return Rejection("too_deep", "JSON nesting exceeds the interpreter's limit", data)
+        except ValueError as error:
+            return Rejection("invalid_json", str(error), data)
     if not isinstance(body, dict):
         return Rejection("not_an_object", f"JSON {type(body).__name__} is not an object", data)
     if _depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:

@@ -22,7 +22,7 @@ from encoders.runner import Embedder
 from online_learning.settings import LearningSettings
 from ranker.store import ProductRow, VectorStore
 from streamrec import failpoints
-from streams import changelog, sensors, table_store
+from streams import changelog, faust_adapter, sensors, table_store
 from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.events import Click, ProductDelete, ProductUpsert, Purchase, Rejection, UserEvent, decode
@@ -72,10 +72,15 @@ class WorkerApp(faust.App):
     acknowledged (or ``DRAIN_TIMEOUT_S`` passed).
     """
 
+    async def on_first_start(self) -> None:
+        """Stop at once, naming them, if the installed faust lacks the private attributes streamrec relies on."""
+        faust_adapter.check(self)
+        await super().on_first_start()
+
     async def on_stop(self) -> None:
         """Drain, then faust's own stop."""
         try:
-            await self._stop_fetcher()
+            await faust_adapter.stop_fetcher(self)
             await asyncio.wait_for(self.consumer.wait_empty(), DRAIN_TIMEOUT_S)
         except Exception as exc:  # never block the stop itself; uncommitted events come again
             log.warning("stopping: in-flight events not all committed: %r", exc)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+from faust.transport.drivers.aiokafka import Consumer as FaustConsumer
 from faust.types import TP
 from intervaltree import Interval, IntervalTree
 
-from streams.batching import GapGuard, _Buffer, expected_offset, forget_faust_gap
+from streams import faust_adapter
+from streams.batching import GapGuard, _Buffer, _read_again, expected_offset
 
 TP0 = TP("streamrec.clicks", 0)
 TP1 = TP("streamrec.clicks", 1)
@@ -87,16 +90,70 @@ def test_the_expected_offset_is_faust_s_own_then_the_broker_s_then_unknown() -> 
     assert asyncio.run(expected_offset(_app(_committed_offset={}), TP1, unreachable)) is None
 
 
-def test_a_refetched_range_leaves_faust_s_gap_record() -> None:
-    """faust's gap [73, 77) (skipped 73..75 plus the revealing 76) goes; other offsets and partitions stay."""
-    gaps = {TP0: IntervalTree([Interval(73, 77)]), TP1: IntervalTree([Interval(10, 20)])}
+def test_a_refetched_range_leaves_faust_s_gap_record_but_offsets_without_a_record_stay() -> None:
+    """faust's gap [73, 77) (skipped 73..75, the revealing 76) goes but 74, which has no record; others stay."""
+    gaps: defaultdict[TP, IntervalTree] = defaultdict(IntervalTree)
+    gaps[TP0] = IntervalTree([Interval(73, 77)])
+    gaps[TP1] = IntervalTree([Interval(10, 20)])
     app = _app(_gap=gaps)
-    forget_faust_gap(app, TP0, 72, 76)
-    assert not gaps[TP0]
-    forget_faust_gap(app, TP1, 12, 14)
+    faust_adapter.settle_gap(app, TP0, 73, 76, empty=[74])
+    assert faust_adapter.gap_offsets(app, TP0) == [74]
+    faust_adapter.settle_gap(app, TP1, 12, 14)
     assert sorted((i.begin, i.end) for i in gaps[TP1]) == [(10, 12), (15, 20)]
-    forget_faust_gap(app, TP("streamrec.searches", 0), 0, 5)  # no gap filed: nothing to do
-    forget_faust_gap(_app(), TP0, 0, 1)  # a consumer without gap records
+    # No gap filed by faust (the jump was past the committed offset): the empty offsets are filed.
+    faust_adapter.settle_gap(app, TP("streamrec.searches", 0), 0, 5, empty=[0, 1, 2])
+    assert faust_adapter.gap_offsets(app, TP("streamrec.searches", 0)) == [0, 1, 2]
+
+
+def _record(offset: int) -> Any:
+    return SimpleNamespace(offset=offset)
+
+
+def test_a_failed_re_read_is_tried_again_until_it_succeeds_never_skipped() -> None:
+    """The broker refuses the re-read twice: the stream waits, then gets the records (before: it went on without)."""
+    calls = []
+
+    async def flaky(tp: TP, start: int, end: int) -> list[Any]:
+        calls.append((start, end))
+        if len(calls) <= 2:
+            raise ConnectionError("broker unreachable")
+        return [_record(3), _record(5)]
+
+    records = asyncio.run(_read_again(flaky, TP0, TP0.topic, (3, 6), still_assigned=lambda: True, delays_s=[0.0]))
+    assert [r.offset for r in records or []] == [3, 5]
+    assert calls == [(3, 6)] * 3
+
+
+def test_a_re_read_interrupted_by_a_rebalance_gives_up() -> None:
+    """The partition may have moved: its next owner resumes from the last commit, which the gap never passed."""
+
+    async def down(tp: TP, start: int, end: int) -> list[Any]:
+        raise ConnectionError("broker unreachable")
+
+    assert asyncio.run(_read_again(down, TP0, TP0.topic, (3, 6), still_assigned=lambda: False, delays_s=[0.0])) is None
+
+
+def test_offsets_read_again_are_committed_only_once_handled_and_empty_ones_never_hold_commits_back() -> None:
+    """faust's own commit arithmetic: the gap it filed is settled, so 3..6 wait for their acks; 4 has no record."""
+    # The base consumer's bookkeeping alone (no broker, no consumer thread).
+    consumer: Any = FaustConsumer.__new__(FaustConsumer)
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._gap = defaultdict(IntervalTree)
+    app = SimpleNamespace(consumer=consumer)
+
+    async def scenario() -> list[int | None]:
+        consumer._committed_offset[TP0] = 0
+        consumer._acked[TP0].extend([0, 1, 2])
+        await consumer._add_gap(TP0, 3, 6)  # faust read 6 right after 2: offsets 3..5 (and 6) filed as a gap
+        faust_adapter.settle_gap(app, TP0, 3, 6, empty=faust_adapter.offsets_without([3, 5], 3, 6))  # type: ignore[arg-type]
+        first = consumer._new_offset(TP0)  # 0..2 done; 3 not yet handled
+        consumer._committed_offset[TP0] = first
+        consumer._acked[TP0].extend([3, 5, 6])  # the re-read records and the revealing one, handled
+        return [first, consumer._new_offset(TP0)]
+
+    assert asyncio.run(scenario()) == [3, 7]
 
 
 def test_the_buffer_wakes_its_taker_for_the_first_event_and_when_full_not_for_each_event() -> None:

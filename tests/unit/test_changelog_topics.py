@@ -46,6 +46,26 @@ def test_input_topics_are_the_topics_the_agents_consume() -> None:
     assert set(settings.input_topics()) <= {spec.name for spec in topic_specs(settings)}
 
 
+def test_no_topic_is_read_by_two_agents() -> None:
+    """One stream per topic: a record read again is one copy with one reference, which must be the only reader's.
+
+    Clicks and purchases were once read by the behavior and the label agent
+    both; the quicker one's copy let the commit pass offsets the other had
+    not applied (the soak test lost events after a kill -9).
+    """
+
+    async def readers() -> dict[str, list[str]]:
+        worker = StreamWorker(StreamSettings(app_id="unit-readers"), MemoryStore(), AsyncEncoder(HashingTextEncoder(8)))
+        found: dict[str, list[str]] = {}
+        for name, agent in worker.app.agents.items():
+            for topic in agent.channel.topics:
+                found.setdefault(topic, []).append(name)
+        return found
+
+    shared = {topic: names for topic, names in asyncio.run(readers()).items() if len(names) > 1}
+    assert shared == {}
+
+
 def test_the_config_compacts_and_rolls_segments_small() -> None:
     """Compaction only, segments that roll within a minute or 16 MiB, cleaning at 10% dirty."""
     assert changelog.TOPIC_CONFIG == {
