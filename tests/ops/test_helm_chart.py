@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,10 @@ import helm_python
 import kubernetes_validate  # type: ignore[import-untyped]  # the package ships no type information
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from encoders.settings import EncoderSettings
+from online_learning.settings import LearningSettings
 from ranker.settings import RankerSettings
 from streams.settings import StreamSettings
 
@@ -29,6 +32,16 @@ KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
 # Custom resources of the Prometheus Operator: no Kubernetes schema; checked field by field below.
 OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 PORTS = {"worker": 6066, "api": 8080, "encoder": 8090}
+# Every settings class the processes read; a new one belongs here.
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (StreamSettings, RankerSettings, LearningSettings, EncoderSettings)
+# Settings the chart deliberately gives no value of its own, each with why.
+# Anything else the code reads must reach the pods from a chart value (or a
+# value the chart fixes, like STREAMREC_API_HOST), not only through extraEnv.
+NOT_IN_CHART: dict[str, str] = {}
+# Where the chart's defaults differ from the code's on purpose: pods listen on
+# every interface and keep their state on the data volume, and a Milvus
+# server (the chart requires one) serves HNSW best.
+CHART_DEFAULTS = {"STREAMREC_API_HOST": "0.0.0.0", "STREAMREC_DATA_DIR": "/data", "STREAMREC_MILVUS_INDEX": "HNSW"}
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +129,14 @@ def test_validator_is_strict_about_unknown_fields() -> None:
         ({"milvus": {"uri": "/data/milvus.db"}}, "/milvus/uri"),
         ({"kafka": {"securityProtocol": "TLS"}}, "/kafka/securityProtocol"),
         ({"config": {"milvusIndex": "DISKANN"}}, "/config/milvusIndex"),
+        ({"config": {"tableStore": "redis://"}}, "/config/tableStore"),
         ({"encoder": {"device": "tpu"}}, "/encoder/device"),
         ({"api": {"port": 70000}}, "/api/port"),
         ({"wokrer": {"replicas": 2}}, "wokrer"),
     ],
     ids=["negative-worker-replicas", "negative-api-replicas", "negative-encoder-replicas", "milvus-lite-file",
-         "unknown-protocol", "unknown-index", "unknown-device", "port-out-of-range", "misspelt-key"],
+         "unknown-protocol", "unknown-index", "unknown-table-store", "unknown-device", "port-out-of-range",
+         "misspelt-key"],
 )  # fmt: skip
 def test_values_schema_rejects_bad_values(chart: helm_python.Chart, values: dict[str, Any], path: str) -> None:
     """values.schema.json rejects the value and names where it is, at render time as at install time."""
@@ -205,14 +220,70 @@ def test_api_scales_with_an_hpa_and_keeps_a_disruption_budget(chart: helm_python
     assert not [m for m in fixed if m["kind"] == "HorizontalPodAutoscaler"]
 
 
+def _code_settings(cls: type[BaseSettings]) -> dict[str, str]:
+    """Environment variable -> field name of every setting a settings class reads."""
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    return {prefix + field.upper(): field for field in cls.model_fields}
+
+
+def _code_variables() -> set[str]:
+    """Every STREAMREC_* variable a settings class of the code reads."""
+    return {name for cls in SETTINGS_CLASSES for name in _code_settings(cls)}
+
+
 def _settings_variables() -> set[str]:
-    """Every STREAMREC_* variable a settings class of the code reads, plus those the README documents."""
-    names = {
-        str(cls.model_config.get("env_prefix", "")).upper() + field.upper()
-        for cls in (StreamSettings, RankerSettings, EncoderSettings)
-        for field in cls.model_fields
-    }
-    return names | set(re.findall(r"`(STREAMREC_[A-Z0-9_]+)`", (ROOT / "README.md").read_text()))
+    """Every STREAMREC_* variable the code reads, plus those the README documents."""
+    return _code_variables() | set(re.findall(r"`(STREAMREC_[A-Z0-9_]+)`", (ROOT / "README.md").read_text()))
+
+
+def _chart_variables(manifests: list[Manifest]) -> set[str]:
+    """Variables the rendered chart gives pods: ConfigMap and Secret keys, and each container's own env."""
+    names: set[str] = set()
+    for manifest in manifests:
+        if manifest["kind"] == "ConfigMap":
+            names |= set(manifest.get("data", {}))
+        elif manifest["kind"] == "Secret":
+            names |= set(manifest.get("stringData", {}))
+        elif manifest["kind"] in {"Deployment", "StatefulSet"}:
+            for main in manifest["spec"]["template"]["spec"]["containers"]:
+                names |= {e["name"] for e in main.get("env", [])}
+    return {name for name in names if name.startswith("STREAMREC_")}
+
+
+def test_every_setting_the_code_reads_can_be_set_through_the_chart(chart: helm_python.Chart) -> None:
+    """Each STREAMREC_* field of the settings classes reaches the pods from the default or production values."""
+    offered = set().union(*(_chart_variables(render(chart, values)) for values in VALUE_SETS.values()))
+    assert set(NOT_IN_CHART) <= _code_variables(), "an exclusion names no setting of the code"
+    assert not set(NOT_IN_CHART) & offered, "an excluded setting is in the chart after all"
+    missing = _code_variables() - offered - set(NOT_IN_CHART)
+    assert not missing, f"no chart value sets {sorted(missing)}: add them under config (or to NOT_IN_CHART, saying why)"
+
+
+def test_configmap_defaults_are_the_codes_defaults(chart: helm_python.Chart, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read back by the settings classes, the default ConfigMap gives the code's defaults but where the chart means to differ."""  # noqa: E501
+    for name in [name for name in os.environ if name.startswith("STREAMREC_")]:
+        monkeypatch.delenv(name)
+    code = {cls: cls() for cls in SETTINGS_CLASSES}
+    data = one(render(chart), "ConfigMap")["data"]
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    differing = set()
+    for cls, defaults in code.items():
+        from_chart = cls()
+        for name, field in _code_settings(cls).items():
+            if getattr(from_chart, field) != getattr(defaults, field):
+                differing.add(name)
+                assert data[name] == CHART_DEFAULTS.get(name), f"{name}: {data[name]!r} is not the code's default"
+    assert differing == set(CHART_DEFAULTS)
+
+
+def test_configmap_writes_numbers_as_the_settings_parse_them(chart: helm_python.Chart) -> None:
+    """Large integers stay plain digits (Helm's float64 would print 1e+07, which an integer setting rejects)."""
+    values = {"config": {"maxEventBytes": 10_000_000, "profileHalfLifeS": 1_209_600, "batchMaxWaitS": 0.05}}
+    data = one(render(chart, values), "ConfigMap")["data"]
+    assert data["STREAMREC_MAX_EVENT_BYTES"] == "10000000"
+    assert data["STREAMREC_PROFILE_HALF_LIFE_S"] == "1209600"
+    assert data["STREAMREC_BATCH_MAX_WAIT_S"] == "0.05"
 
 
 def test_configmap_sets_only_settings_the_code_reads(chart: helm_python.Chart) -> None:

@@ -145,11 +145,26 @@ envFrom:
 {{- end }}
 {{- end -}}
 
+{{/*
+A value as the settings parse it: lists and maps as JSON, whole numbers as
+digits (Helm reads every number as a float64, which toString would write as
+1e+07, an integer setting rejects), anything else as its string.
+*/}}
+{{- define "streamrec.envValue" -}}
+{{- if or (kindIs "slice" .) (kindIs "map" .) -}}
+{{- toJson . -}}
+{{- else if and (kindIs "float64" .) (eq (floor .) .) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- toString . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* A component's own env map ({NAME: value}) as a list. */}}
 {{- define "streamrec.extraEnv" -}}
 {{- range $name, $value := . }}
 - name: {{ $name }}
-  value: {{ $value | toString | quote }}
+  value: {{ include "streamrec.envValue" $value | quote }}
 {{- end }}
 {{- end -}}
 
