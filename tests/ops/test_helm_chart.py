@@ -202,6 +202,23 @@ def test_encoder_can_be_disabled(chart: helm_python.Chart) -> None:
     assert "STREAMREC_ENCODER_URL" not in {e["name"] for e in container(manifests, "worker")["env"]}
 
 
+def test_worker_state_is_on_a_volume_claim_by_default(chart: helm_python.Chart) -> None:
+    """Each worker's /data (its RocksDB tables) is a 10Gi claim of the default StorageClass, so a restart keeps it."""
+    worker = one(render(chart), "StatefulSet")
+    (claim,) = worker["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "storageClassName" not in claim["spec"]
+    assert "data" not in {v["name"] for v in worker["spec"]["template"]["spec"]["volumes"]}
+    assert {"name": "data", "mountPath": "/data"} in container(render(chart), "worker")["volumeMounts"]
+    assert one(render(chart), "ConfigMap")["data"]["STREAMREC_DATA_DIR"] == "/data"
+    fast = render(chart, {"worker": {"persistence": {"storageClassName": "fast-ssd"}}})
+    assert one(fast, "StatefulSet")["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
+    ephemeral = one(render(chart, {"worker": {"persistence": {"enabled": False}}}), "StatefulSet")["spec"]
+    assert "volumeClaimTemplates" not in ephemeral
+    assert {"name": "data", "emptyDir": {}} in ephemeral["template"]["spec"]["volumes"]
+
+
 def test_api_scales_with_an_hpa_and_keeps_a_disruption_budget(chart: helm_python.Chart) -> None:
     """The HPA and the PodDisruptionBudget target the API; without the HPA the Deployment sets replicas itself."""
     manifests = render(chart)
