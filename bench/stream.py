@@ -364,6 +364,15 @@ def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def finish_profile(profiler: subprocess.Popen[bytes] | None, args: argparse.Namespace, name: str) -> None:
+    """Wait for ``profiler`` (if any) and write its summary to ``<out>/<name>.txt``."""
+    if profiler is None:
+        return
+    profiler.wait(timeout=args.profile_s + 60)
+    summary = summarise_profile(args.out / f"{name}.raw")
+    (args.out / f"{name}.txt").write_text(summary + "\n")
+
+
 def summarise_profile(raw: Path, top: int = 30) -> str:
     """The functions with the most samples, own and total, from py-spy's collapsed stacks."""
     own: Counter[str] = Counter()
@@ -432,16 +441,13 @@ def ingest_and_restarts(bench: Bench, args: argparse.Namespace, run: Run) -> All
         if args.profile and step == steps[-1] and worker.pid is not None:
             profiler = profile(worker.pid, args.profile_s, args.out / "stream-profile.raw")
         drained = drain(settings, "bench", behavior, produced, pid=worker.pid)
+        finish_profile(profiler, args, "stream-profile")
         batches = worker.api.counter("streamrec_batch_seconds_count", agent="behavior")
         print(
             f"  drained {drained['events']:,} in {drained['seconds']} s: {drained['events_per_s']:,.0f}/s, "
             f"{drained['cpu_us_per_event']:.0f} us of worker CPU per event, {batches:.0f} batches so far",
             flush=True,
         )
-        if profiler is not None:
-            profiler.wait(timeout=args.profile_s + 60)
-            summary = summarise_profile(args.out / "stream-profile.raw")
-            (args.out / "stream-profile.txt").write_text(summary + "\n")
         produced = step
         if step == steps[-1]:
             run.ingest["mixed_events"] = drained["events"]
@@ -458,7 +464,7 @@ def ingest_and_restarts(bench: Bench, args: argparse.Namespace, run: Run) -> All
     return worker
 
 
-def clicks_and_purchases(bench: Bench, count: int, run: Run) -> None:
+def clicks_and_purchases(bench: Bench, args: argparse.Namespace, run: Run) -> None:
     """A second group, with its own tables, over topics holding only clicks and purchases."""
     cp = StreamSettings(
         kafka_bootstrap=bench.kafka.bootstrap_servers,
@@ -468,14 +474,18 @@ def clicks_and_purchases(bench: Bench, count: int, run: Run) -> None:
         topic_searches="cp.searches",
     )
     ensure_topics(cp)
-    produce_clicks_purchases(cp, bench.workload, count, bench.start_ms)
+    produce_clicks_purchases(cp, bench.workload, args.clicks_purchases, bench.start_ms)
     worker = bench.start_worker(
         "bench-cp",
         STREAMREC_TOPIC_CLICKS=cp.topic_clicks,
         STREAMREC_TOPIC_PURCHASES=cp.topic_purchases,
         STREAMREC_TOPIC_SEARCHES=cp.topic_searches,
     )
+    profiler = None
+    if args.profile and worker.pid is not None:
+        profiler = profile(worker.pid, args.profile_s, args.out / "stream-profile-cp.raw")
     drained = drain(cp, "bench-cp", [cp.topic_clicks, cp.topic_purchases], 0, pid=worker.pid)
+    finish_profile(profiler, args, "stream-profile-cp")
     worker.stop()
     run.ingest["clicks_purchases_per_s"] = drained["events_per_s"]
     run.ingest["clicks_purchases_cpu_us_per_event"] = drained["cpu_us_per_event"]
@@ -613,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         worker.stop()
         if args.clicks_purchases:
-            clicks_and_purchases(bench, args.clicks_purchases, run)
+            clicks_and_purchases(bench, args, run)
     finally:
         bench.close()
         if not args.keep:

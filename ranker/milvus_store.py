@@ -50,6 +50,11 @@ MILVUS_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+# Rows per insert call. Milvus Lite's cost per row grows with the call's
+# size: 2,000 user rows (two 384-dim vectors each) took 1.4-1.6 s in one
+# call and 0.56-0.65 s in calls of 500, into a collection of 50,000 users.
+INSERT_CHUNK_ROWS = 500
+
 _ITEM_FIELDS = ["item_id", "popularity", "neighbors", "ref_ms", "version"]
 # Item rows and popular lists share one collection, told apart by ``kind``;
 # every read and every delete of old versions filters on it, so a product
@@ -266,7 +271,9 @@ class MilvusStore:
             row["version"] = version
         ids = ", ".join(_quote(row[key]) for row in data)
         replaced = f"{key} in [{ids}] and version < {version}" + (f" and {scope}" if scope else "")
-        self._call(operation, lambda: self._client.insert(collection, data, timeout=self._timeout))
+        for start in range(0, len(data), INSERT_CHUNK_ROWS):
+            chunk = data[start : start + INSERT_CHUNK_ROWS]
+            self._call(operation, lambda: self._client.insert(collection, chunk, timeout=self._timeout))  # noqa: B023
         self._call(operation, lambda: self._client.delete(collection, filter=replaced, timeout=self._timeout))
 
     def upsert_products(self, rows: Sequence[ProductRow]) -> None:

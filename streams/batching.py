@@ -192,7 +192,7 @@ async def _until_woken(buffer: _Buffer, pump: asyncio.Task[None], timeout: float
 REREAD_DELAYS_S = (0.5, 1.0, 2.0, 5.0)
 
 
-async def _read_again(
+async def read_again(
     refetch: Refetch,
     tp: TP,
     topic: str,
@@ -323,7 +323,7 @@ async def _batches(
                     guard.expect(message.tp, expected)
             gap = guard.skipped(message.tp, message.offset)
             if gap is not None:
-                records = await _read_again(
+                records = await read_again(
                     reader, message.tp, message.topic, gap, still_assigned=_same_generation(app, generation)
                 )
                 if records is not None:

@@ -113,4 +113,4 @@ async def write(
         return await all_acked(futures)
 
     acks = await with_retries(f"changelog of {table.name}", send_all, delays_s=delays_s)
-    table_store.save_local(table, records, acks)
+    table_store.save_local(table, records, acks, [(key, value) for _, key, value in serialised])

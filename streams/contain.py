@@ -20,14 +20,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from faust.types import EventT
 from prometheus_client import Counter
 
 from streams.events import Rejection
+from streams.intake import RawEvent
 from streams.retry import with_retries
 
 log = logging.getLogger(__name__)
-RawEvent = EventT[bytes]
 Item = TypeVar("Item", bound=tuple[RawEvent, Any])
 DeadLetter = Callable[[RawEvent, Rejection, str], Awaitable[None]]
 

@@ -14,21 +14,27 @@ store) are checked here too, by :func:`check`.
 - ``Consumer._committed_offset``: where the group resumed a partition.
 - ``App._stop_fetcher``: stops fetching without stopping the app, so a
   stopping worker can finish what it holds.
+- ``Consumer._wait_next_records``: the one fetch faust makes for all its
+  streams; ``streams.intake`` takes the bulk topics' records out of it.
+- ``Consumer._acked``, ``_acked_index``, ``_n_acked``: the acknowledged
+  offsets faust commits from; the intake acknowledges a batch's offsets
+  there, as faust's own per-message ``ack`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
 from typing import Any, cast
 
 from faust.types import TP, AppT
+from faust.types.tuples import ack_lock
 from intervaltree import IntervalTree
 
 from streamrec.errors import StreamrecError
 from streams import table_store
 
 # Attributes of a started app's consumer and of the app (instance attributes: checked on the objects).
-CONSUMER_ATTRIBUTES = ("_gap", "_committed_offset")
+CONSUMER_ATTRIBUTES = ("_gap", "_committed_offset", "_wait_next_records", "_acked", "_acked_index", "_n_acked")
 APP_ATTRIBUTES = ("_stop_fetcher",)
 
 
@@ -92,3 +98,51 @@ def offsets_without(records: Iterable[int], start: int, end: int) -> list[int]:
     """
     present = set(records)
     return [offset for offset in range(start, end) if offset not in present]
+
+
+Fetch = Callable[[], Awaitable[tuple[Any, Any]]]
+
+
+def intercept_fetches(app: AppT, hook: Callable[[Fetch], Awaitable[tuple[Any, Any]]]) -> None:
+    """Route every fetch of the app's consumer through ``hook``.
+
+    ``hook`` gets the fetch to run and returns its ``(records, active
+    partitions)``; records it removes from the map never reach faust's
+    streams.
+    """
+    consumer: Any = app.consumer
+    fetch = consumer._wait_next_records
+
+    async def wait_next_records(timeout: float) -> tuple[Any, Any]:
+        return await hook(lambda: fetch(timeout))
+
+    consumer._wait_next_records = wait_next_records
+
+
+def acknowledge(app: AppT, tp: TP, offsets: Iterable[int]) -> int:
+    """Count ``offsets`` of ``tp`` as handled, for faust's next commit (as its per-message ``ack`` does); how many."""
+    consumer: Any = app.consumer
+    committed = consumer._committed_offset.get(tp)
+    with ack_lock:
+        index = consumer._acked_index[tp]
+        fresh = [o for o in offsets if (committed is None or o >= committed) and o not in index]
+        index.update(fresh)
+        consumer._acked[tp].extend(fresh)
+        consumer._n_acked += len(fresh)
+    return len(fresh)
+
+
+def file_empty(app: AppT, tp: TP, start: int, end: int) -> None:
+    """Offsets ``start <= offset < end`` of ``tp`` hold no record: count them as done at the next commit."""
+    committed = committed_offset(app, tp)
+    if committed is not None:
+        start = max(start, committed)
+    if start < end:
+        tree = _gaps(app)[tp]
+        tree.addi(start, end)
+        tree.merge_overlaps()
+
+
+def flow_active(app: AppT) -> bool:
+    """Whether the consumer's flow is on (faust stops it for a rebalance and while tables recover)."""
+    return bool(cast(Any, app.consumer).flow_active)

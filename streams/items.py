@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import faust
 import orjson
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 from prometheus_client import Counter
 
 from online_learning.decay import DecayedScores
@@ -33,11 +33,11 @@ from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.covisitation import ItemDelta, ItemDeltas, ItemState
 from streams.events import Rejection
+from streams.intake import RawEvent
 from streams.retry import with_retries
 from streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
-RawEvent = EventT[bytes]
 DeadLetter = Callable[[RawEvent, Rejection, str], Awaitable[None]]
 
 ITEM_UPDATES = Counter("streamrec_item_updates_total", "Products whose co-visitation or popularity changed")
@@ -235,7 +235,7 @@ class ItemAgent:
         ):
             yield None
 
-    async def _batch(self, events: list[RawEvent]) -> None:
+    async def _batch(self, events: Sequence[RawEvent]) -> None:
         accepted: list[tuple[RawEvent, dict[str, ItemDelta]]] = []
         for event in events:
             result = decode_deltas(event.value)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT, TableT, TopicT
+from faust.types import StreamT, TableT, TopicT
 from prometheus_client import Counter
 
 from online_learning.join import CLICK_WEIGHT, PURCHASE_WEIGHT, Example, JoinState
@@ -30,12 +30,12 @@ from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.deadlines import Deadlines
 from streams.events import Click, EventKind, Impression, Purchase, Rejection, decode
+from streams.intake import RawEvent
 from streams.retry import with_retries
 from streams.settings import StreamSettings
 from streams.time_policy import arrival_ms, enforce
 
 log = logging.getLogger(__name__)
-RawEvent = EventT[bytes]
 DeadLetter = Callable[[RawEvent, Rejection, str], Awaitable[None]]
 
 EXAMPLES = Counter("streamrec_label_examples_total", "Labeled examples written by the join", ["label"])
@@ -155,7 +155,7 @@ class LabelJoin:
         ):
             yield None
 
-    async def _batch(self, events: list[RawEvent]) -> None:
+    async def _batch(self, events: Sequence[RawEvent]) -> None:
         accepted: list[tuple[RawEvent, Impression | Click | Purchase]] = []
         now_s = self._clock()
         for event in events:

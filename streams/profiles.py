@@ -170,7 +170,7 @@ class UserProfile:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready state for the changelogged table."""
+        """JSON-ready state for the changelogged table, sharing nothing mutable with the profile."""
         return {
             "user_id": self.user_id,
             "short_vector": encode_vector(self.short_vector),
@@ -179,10 +179,12 @@ class UserProfile:
             "brands": dict(self.brands.items()),
             "ref_ms": self.categories.ref_ms,
             "brands_ref_ms": self.brands.ref_ms,
-            "recent_items": self.recent_items,
-            "purchased": self.purchased,
-            "recent_queries": self.recent_queries,
-            "seen_events": self.seen_events,
+            # Copies: a table kept in memory holds this dict itself, and the
+            # profile goes on changing (see ``streams.hot_profiles``).
+            "recent_items": list(self.recent_items),
+            "purchased": list(self.purchased),
+            "recent_queries": list(self.recent_queries),
+            "seen_events": dict(self.seen_events),
             "last_event_ms": self.last_event_ms,
             "events": self.events,
             "price_mean": self.price_mean,

@@ -63,6 +63,11 @@ class StreamSettings(BaseSettings):
     product_cache_ttl_s: float = Field(
         30.0, ge=0, description="how stale a cached product may be: a catalog change reaches profiles that late"
     )
+    profile_cache_size: int = Field(
+        10_000,
+        ge=0,
+        description="decoded profiles a worker keeps between batches (a busy shopper's is tens of KB); 0 turns it off",
+    )
     max_event_bytes: int = Field(64 * 1024, ge=256)
     late_after_s: float = Field(60.0, ge=0, description="an event this much older than the user's newest is late")
     max_future_s: float = Field(300.0, ge=0, description="how far ahead of its arrival an event time may be")

@@ -193,18 +193,25 @@ class PartitionedRocksStore(faust_rocksdb.Store):
     def _set(self, key: bytes, value: bytes | None) -> None:
         raise TypeError(f"table {self.table_name}: write through streams.changelog.write, which names the partition")
 
-    def save(self, records: Sequence[tuple[int, Any, Any]], offsets: Mapping[int, int]) -> None:
+    def save(
+        self,
+        records: Sequence[tuple[int, Any, Any]],
+        offsets: Mapping[int, int],
+        encoded: Sequence[tuple[bytes, bytes | None]] | None = None,
+    ) -> None:
         """Store acknowledged ``(partition, key, value)`` records (None deletes) with each partition's offset.
 
-        A key is kept in one partition only: a write removes it from the
-        other partitions held here, as the memory store's single dict would.
+        ``encoded``, one per record, are the key and value as the changelog
+        got them (the table's own codecs), so they are not encoded twice. A
+        key is kept in one partition only: a write removes it from the other
+        partitions held here, as the memory store's single dict would.
         """
         dbs = self._dbs
         batches: dict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
-        for partition, key, value in records:
+        for number, (partition, key, value) in enumerate(records):
             if partition not in dbs:
                 continue
-            raw_key = self._encode_key(key)
+            raw_key, raw_value = encoded[number] if encoded is not None else (self._encode_key(key), None)
             for other, db in dbs.items():
                 if other != partition and db.key_may_exist(raw_key):
                     batches[other].delete(raw_key)
@@ -212,7 +219,7 @@ class PartitionedRocksStore(faust_rocksdb.Store):
                 batches[partition].delete(raw_key)
                 self._key_index.pop(raw_key, None)
             else:
-                batches[partition].put(raw_key, self._encode_value(value))
+                batches[partition].put(raw_key, raw_value if raw_value is not None else self._encode_value(value))
                 self._key_index[raw_key] = partition
         for partition, batch in batches.items():
             offset = offsets.get(partition)
@@ -223,11 +230,17 @@ class PartitionedRocksStore(faust_rocksdb.Store):
             dbs[partition].write(batch)
 
 
-def save_local(table: TableT[Any, Any], records: Sequence[tuple[int, Any, Any]], acks: Sequence[Any]) -> None:
+def save_local(
+    table: TableT[Any, Any],
+    records: Sequence[tuple[int, Any, Any]],
+    acks: Sequence[Any],
+    encoded: Sequence[tuple[bytes, bytes | None]] | None = None,
+) -> None:
     """Set records the changelog acknowledged (``acks``, one per record) in ``table``'s local state.
 
     ``acks`` are the producer's record metadata (their offsets move a RocksDB
     table's persisted offset); anything without an ``offset`` is ignored.
+    ``encoded`` are the records' key and value bytes as sent, if known.
     """
     data = table.data
     if isinstance(data, PartitionedRocksStore):
@@ -236,7 +249,7 @@ def save_local(table: TableT[Any, Any], records: Sequence[tuple[int, Any, Any]],
             offset = getattr(ack, "offset", None)
             if isinstance(offset, int):
                 offsets[partition] = max(offset, offsets.get(partition, offset))
-        data.save(records, offsets)
+        data.save(records, offsets, encoded)
         return
     for _, key, value in records:
         if value is None:

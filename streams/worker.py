@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 from prometheus_client import Counter, Histogram
 
 from encoders.runner import Embedder
@@ -26,6 +26,8 @@ from streams import changelog, faust_adapter, sensors, table_store
 from streams.batching import RangeReader, run_batches
 from streams.contain import apply_contained
 from streams.events import Click, ProductDelete, ProductUpsert, Purchase, Rejection, UserEvent, decode
+from streams.hot_profiles import HotProfiles
+from streams.intake import Intake, RawEvent
 from streams.items import ItemAgent
 from streams.labels import LabelJoin
 from streams.lag import LagProbe
@@ -38,7 +40,6 @@ from streams.time_policy import arrival_ms, enforce
 from streams.updater import BehaviorUpdater, Folded
 
 log = logging.getLogger(__name__)
-RawEvent = EventT[bytes]
 
 EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "topic", "outcome"])
 DEAD_LETTERS = Counter("streamrec_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
@@ -60,6 +61,10 @@ PARK_RETRY_BATCH = 500
 # How long a stopping worker waits for its in-flight batches before faust's
 # own shutdown goes on (well inside Kubernetes' 30 s default grace period).
 DRAIN_TIMEOUT_S = 20.0
+# How long a rebalance waits for the behavior batch being handled, so its
+# offsets are committed before its partitions move (faust's own wait for its
+# streams comes first; both stay well inside the session timeout).
+REVOKE_WAIT_S = 10.0
 
 
 class WorkerApp(faust.App):
@@ -72,15 +77,22 @@ class WorkerApp(faust.App):
     acknowledged (or ``DRAIN_TIMEOUT_S`` passed).
     """
 
+    intakes: list[Intake]
+
     async def on_first_start(self) -> None:
         """Stop at once, naming them, if the installed faust lacks the private attributes streamrec relies on."""
         faust_adapter.check(self)
+        for intake in self.intakes:
+            intake.install()
         await super().on_first_start()
 
     async def on_stop(self) -> None:
         """Drain, then faust's own stop."""
         try:
             await faust_adapter.stop_fetcher(self)
+            for intake in self.intakes:
+                if not await intake.drained(DRAIN_TIMEOUT_S):
+                    log.warning("stopping: %d fetched behavior records not handled; they come again", intake.buffered)
             await asyncio.wait_for(self.consumer.wait_empty(), DRAIN_TIMEOUT_S)
         except Exception as exc:  # never block the stop itself; uncommitted events come again
             log.warning("stopping: in-flight events not all committed: %r", exc)
@@ -106,6 +118,7 @@ class StreamWorker:
         self._behavior_kinds = settings.behavior_topics()
         self.refetch = RangeReader(settings.connection().aiokafka(), group=settings.app_id)
         self.products = ProductCache(settings.product_cache_size, settings.product_cache_ttl_s)
+        self.hot = HotProfiles(settings.profile_cache_size)
         self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000), products=self.products)
         self.app = WorkerApp(
             settings.app_id,
@@ -154,6 +167,14 @@ class StreamWorker:
         products = self.app.topic(settings.topic_products, key_serializer="raw", value_serializer="raw")
         behavior = self.app.topic(*settings.behavior_topics(), key_serializer="raw", value_serializer="raw")
         self.app.agent(products, name="catalog")(self._catalog_agent)
+        # The behavior agent's topics are faust's to subscribe and assign (its
+        # tables follow their partitions); their records reach the agent
+        # through the intake, in bulk (see ``streams.intake``).
+        self.intake = Intake(
+            self.app, settings.behavior_topics(), capacity=4 * settings.batch_max_events, reader=self.refetch
+        )
+        self.app.intakes = [self.intake]
+        self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
         self.app.agent(behavior, name="behavior")(self._behavior_agent)
         self.items = ItemAgent(self.app, settings, store, self._dead_letter, refetch=self.refetch)
         self.labels = LabelJoin(
@@ -240,7 +261,7 @@ class StreamWorker:
         ):
             yield None
 
-    async def _catalog_batch(self, events: list[RawEvent]) -> None:
+    async def _catalog_batch(self, events: Sequence[RawEvent]) -> None:
         started = time.perf_counter()
         accepted = await self._decoded(events, "catalog", lambda _: "products")
         await apply_contained("catalog", accepted, self.apply_catalog, self._dead_letter)
@@ -271,17 +292,29 @@ class StreamWorker:
         EVENTS.labels("catalog", self.settings.topic_products, "processed").inc(len(batch))
 
     async def _behavior_agent(self, stream: StreamT[Any]) -> AsyncIterator[None]:
+        del stream  # its records come through the intake
         settings = self.settings
-        async for _ in run_batches(
-            stream,
-            settings.batch_max_events,
-            settings.batch_max_wait_s,
-            self._behavior_batch,
-            reader=self.refetch,
-        ):
+        async for batch in self.intake.batches(settings.batch_max_events, settings.batch_max_wait_s):
+            task = asyncio.ensure_future(self._behavior_batch(batch.records))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                await task  # finish the batch being handled, acknowledge it, then stop
+                self.intake.done(batch)
+                raise
+            self.intake.done(batch)
             yield None
 
-    async def _behavior_batch(self, events: list[RawEvent]) -> None:
+    async def _on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        """Drop the behavior records not handed out yet; let the batch being handled finish and commit it."""
+        del sender, args, signal, kwargs
+        self.hot.clear()
+        self.intake.clear()
+        if not await self.intake.wait_idle(REVOKE_WAIT_S):
+            log.warning("rebalance: a behavior batch was still being handled after %.0f s", REVOKE_WAIT_S)
+        await self.app.consumer.commit()
+
+    async def _behavior_batch(self, events: Sequence[RawEvent]) -> None:
         started = time.perf_counter()
         kinds = self._behavior_kinds
         accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
@@ -320,15 +353,23 @@ class StreamWorker:
 
     async def _fold_and_save(self, items: Sequence[tuple[int, UserEvent]]) -> Folded:
         """Apply ``(partition, event)`` pairs; save changed profiles to the changelog, then publish them."""
-        folded = await self.updater.fold([event for _, event in items], self._load)
-        # The changelog records go to each source event's partition explicitly:
-        # inside a batch faust's "current event" is not the one that changed
-        # the key. Saved before the serving rows are written; a crash between
-        # the two is healed by the replay (see ``Folded.replayed``).
-        await changelog.write(
-            self.profiles,
-            [(items[index][0], user_id, profile.to_dict()) for user_id, (profile, index) in folded.profiles.items()],
-        )
+        try:
+            folded = await self.updater.fold([event for _, event in items], self._load)
+            # The changelog records go to each source event's partition explicitly:
+            # inside a batch faust's "current event" is not the one that changed
+            # the key. Saved before the serving rows are written; a crash between
+            # the two is healed by the replay (see ``Folded.replayed``).
+            await changelog.write(
+                self.profiles,
+                [
+                    (items[index][0], user_id, profile.to_dict())
+                    for user_id, (profile, index) in folded.profiles.items()
+                ],
+            )
+        except BaseException:
+            self.hot.discard({event.user_id for _, event in items})  # changed in place, never saved
+            raise
+        self.hot.keep(profile for profile, _ in folded.profiles.values())
         await self.updater.publish([profile for profile, _ in folded.profiles.values()], list(folded.replayed.values()))
         await self.items.send(folded.items)
         return folded
@@ -375,6 +416,9 @@ class StreamWorker:
         )
 
     def _load(self, user_id: str) -> UserProfile:
+        hot = self.hot.get(user_id)
+        if hot is not None:
+            return hot
         stored = self.profiles.get(user_id)
         if stored is None:
             return UserProfile(user_id, self._half_life_ms, dedup_ttl_ms=self._dedup_ttl_ms)

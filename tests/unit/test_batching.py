@@ -12,7 +12,7 @@ from faust.types import TP
 from intervaltree import Interval, IntervalTree
 
 from streams import faust_adapter
-from streams.batching import GapGuard, _Buffer, _read_again, expected_offset
+from streams.batching import GapGuard, _Buffer, expected_offset, read_again
 
 TP0 = TP("streamrec.clicks", 0)
 TP1 = TP("streamrec.clicks", 1)
@@ -119,7 +119,7 @@ def test_a_failed_re_read_is_tried_again_until_it_succeeds_never_skipped() -> No
             raise ConnectionError("broker unreachable")
         return [_record(3), _record(5)]
 
-    records = asyncio.run(_read_again(flaky, TP0, TP0.topic, (3, 6), still_assigned=lambda: True, delays_s=[0.0]))
+    records = asyncio.run(read_again(flaky, TP0, TP0.topic, (3, 6), still_assigned=lambda: True, delays_s=[0.0]))
     assert [r.offset for r in records or []] == [3, 5]
     assert calls == [(3, 6)] * 3
 
@@ -130,7 +130,7 @@ def test_a_re_read_interrupted_by_a_rebalance_gives_up() -> None:
     async def down(tp: TP, start: int, end: int) -> list[Any]:
         raise ConnectionError("broker unreachable")
 
-    assert asyncio.run(_read_again(down, TP0, TP0.topic, (3, 6), still_assigned=lambda: False, delays_s=[0.0])) is None
+    assert asyncio.run(read_again(down, TP0, TP0.topic, (3, 6), still_assigned=lambda: False, delays_s=[0.0])) is None
 
 
 def test_offsets_read_again_are_committed_only_once_handled_and_empty_ones_never_hold_commits_back() -> None:

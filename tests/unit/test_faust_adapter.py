@@ -24,7 +24,8 @@ def test_the_pinned_faust_has_every_private_attribute_streamrec_uses() -> None:
 
 
 def test_a_faust_without_them_stops_with_an_error_naming_each() -> None:
-    app = SimpleNamespace(consumer=SimpleNamespace(_committed_offset={}))
+    consumer = SimpleNamespace(_committed_offset={}, _wait_next_records=None, _acked_index={}, _n_acked=0)
+    app = SimpleNamespace(consumer=consumer)
     with pytest.raises(StreamrecError) as raised:
         faust_adapter.check(app)  # type: ignore[arg-type]
-    assert raised.value.context["missing"] == ["Consumer._gap", "App._stop_fetcher"]
+    assert raised.value.context["missing"] == ["Consumer._gap", "Consumer._acked", "App._stop_fetcher"]

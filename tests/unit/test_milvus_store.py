@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from pymilvus import MilvusException
 
-from ranker.milvus_store import MilvusStore, filter_expression
+from ranker.milvus_store import INSERT_CHUNK_ROWS, MilvusStore, filter_expression
 from ranker.settings import RankerSettings
-from ranker.store import ProductFilter
+from ranker.store import ProductFilter, UserRow
 from streamrec.errors import StoreError, StoreUnavailable
 
 
@@ -102,3 +103,31 @@ def test_failures_are_classified_as_retriable_or_not(error: Exception, expected:
     assert raised.value.context["operation"] == "count_products"
     assert raised.value.__cause__ is error
     assert REGISTRY.get_sample_value("streamrec_milvus_call_seconds_count", labels) == errors_before + 1
+
+
+class RecordingClient(FailingClient):
+    """A MilvusClient that records the writes it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(AssertionError("no reads expected"))
+        self.calls: list[tuple[str, int | str]] = []
+
+    def insert(self, collection: str, data: list[dict[str, Any]], timeout: float | None = None) -> None:
+        self.calls.append(("insert", len(data)))
+
+    def delete(self, collection: str, filter: str = "", timeout: float | None = None) -> None:
+        self.calls.append(("delete", filter))
+
+
+def test_large_writes_are_inserted_in_chunks_before_the_old_versions_are_deleted() -> None:
+    """Rows go in calls of at most INSERT_CHUNK_ROWS; the old versions of all of them are deleted once, after."""
+    client = RecordingClient()
+    store = MilvusStore(RankerSettings(), dim=4, client=client)  # type: ignore[arg-type]
+    count = INSERT_CHUNK_ROWS * 2 + 7
+    store.upsert_users([UserRow(f"u{i}", np.ones(4, np.float32), np.ones(4, np.float32), {}, 1) for i in range(count)])
+    inserts = [size for kind, size in client.calls if kind == "insert"]
+    assert inserts == [INSERT_CHUNK_ROWS, INSERT_CHUNK_ROWS, 7]
+    assert [kind for kind, _ in client.calls] == ["insert", "insert", "insert", "delete"]
+    deleted = str(client.calls[-1][1])
+    assert '"u0"' in deleted
+    assert f'"u{count - 1}"' in deleted

@@ -335,3 +335,14 @@ def test_replaying_events_has_no_visible_effect(steps: list[tuple[str, str, int]
     for event, info, query_vector in events:
         assert user.apply(event, info, query_vector) is False
     assert user.to_dict() == before
+
+
+def test_a_saved_state_does_not_change_with_the_profile_after_it() -> None:
+    """A table kept in memory holds the dict itself; the next events must not reach into it."""
+    user = profile()
+    user.apply(purchase("e1"), SHOES, None)
+    user.apply(search("e2"), None, unit(1.0))
+    saved = json.dumps(state := user.to_dict())
+    user.apply(purchase("e3", "p-bags"), BAGS, None)
+    user.apply(search("e4", "bags"), None, unit(0.0, 1.0))
+    assert json.dumps(state) == saved
