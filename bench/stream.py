@@ -502,7 +502,6 @@ def freshness(
     from). Probes go one at a time, ten a second, through a producer of
     their own that does not linger.
     """
-    del worker  # drains the load; it only has to be running
     settings = bench.settings("bench")
     api = bench.start_api("bench")
     topics = {"click": settings.topic_clicks, "purchase": settings.topic_purchases, "search": settings.topic_searches}
@@ -517,6 +516,7 @@ def freshness(
             kwargs={"first_event": next_event, "stop": stop},
         )
         load.start()
+        spent_before = time_spent(worker)
         probes = KafkaProducer(**settings.connection().kafka_python(), acks=1, linger_ms=0)
         latencies: list[float] = []
         missed = 0
@@ -552,11 +552,45 @@ def freshness(
             "missed": missed,
             "p50_ms": round(ordered[len(ordered) // 2], 1) if ordered else None,
             "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1) if ordered else None,
+            "worker_mean_ms": mean_ms(spent_before, time_spent(worker)),
         }
         print(f"  freshness at {share:.0%} of capacity ({rate:,.0f} events/s): {result}", flush=True)
         results.append(result)
     api.stop()
     return results
+
+
+# Where a worker's time goes, read from its metrics: (metric, labels) per name.
+SPENT = {
+    "behavior_batch": ("streamrec_batch_seconds", {"agent": "behavior"}),
+    "upsert_users": ("streamrec_milvus_call_seconds", {"operation": "upsert_users", "outcome": "ok"}),
+    "upsert_items": ("streamrec_milvus_call_seconds", {"operation": "upsert_items", "outcome": "ok"}),
+    "encode_queries": ("streamrec_encoder_batch_seconds", {"caller": "worker"}),
+    **{
+        f"phase_{phase}": ("streamrec_behavior_phase_seconds", {"phase": phase})
+        for phase in ("decode", "lock", "fold", "changelog", "publish", "item_deltas", "label_join")
+    },
+}
+
+
+def time_spent(worker: AllInOne) -> dict[str, tuple[float, float]]:
+    """Per name of SPENT: the metric's (sum of seconds, count) so far."""
+    spent = {}
+    for name, (metric, labels) in SPENT.items():
+        spent[name] = (worker.api.counter(f"{metric}_sum", **labels), worker.api.counter(f"{metric}_count", **labels))
+    return spent
+
+
+def mean_ms(before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
+    """Mean milliseconds per call between two :func:`time_spent` readings, with the number of calls."""
+    out: dict[str, Any] = {}
+    for name, (total, count) in after.items():
+        calls = count - before[name][1]
+        out[name] = {
+            "calls": int(calls),
+            "mean_ms": round((total - before[name][0]) * 1000 / calls, 1) if calls else None,
+        }
+    return out
 
 
 def _open_loop(

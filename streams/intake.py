@@ -128,7 +128,8 @@ class Intake:
         self._woken = asyncio.Event()  # for the taker: records arrived
         self._space = asyncio.Event()  # for the fetch: the buffer has room
         self._space.set()
-        self._idle = asyncio.Event()  # no batch being handled
+        self._outstanding = 0  # batches handed out and not acknowledged (or dropped) yet
+        self._idle = asyncio.Event()  # set when none is
         self._idle.set()
 
     def install(self) -> None:
@@ -241,6 +242,7 @@ class Intake:
                         await self._woken.wait()
             batch = self._take(max_events)
             if batch.records:
+                self._outstanding += 1
                 self._idle.clear()
                 yield batch
 
@@ -265,7 +267,10 @@ class Intake:
 
     def done(self, batch: Batch) -> bool:
         """Acknowledge a handled batch's offsets; False (nothing acknowledged) if a rebalance came meanwhile."""
-        self._idle.set()
+        self._outstanding -= 1
+        if self._outstanding <= 0:
+            self._outstanding = 0
+            self._idle.set()
         if self.app.consumer_generation_id != batch.generation:
             for record in batch.records:
                 DROPPED.labels(record.topic).inc()
@@ -286,7 +291,7 @@ class Intake:
         return True
 
     async def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no batch is being handled; False if ``timeout_s`` passed first."""
+        """Wait until every batch handed out was acknowledged or dropped; False if ``timeout_s`` passed first."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
             return True

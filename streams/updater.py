@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
@@ -135,10 +135,21 @@ class BehaviorUpdater:
 
     async def publish(self, profiles: Sequence[UserProfile], replayed: Sequence[UserProfile] = ()) -> None:
         """Upsert the serving view of changed and replayed profiles in one call."""
+        await self.publication(profiles, replayed)()
+
+    def publication(
+        self, profiles: Sequence[UserProfile], replayed: Sequence[UserProfile] = ()
+    ) -> Callable[[], Awaitable[None]]:
+        """The upsert of :meth:`publish` as a job to run later; the rows are taken now, as the profiles are."""
         rows = [profile.to_row(self.encoder.dim) for profile in [*profiles, *replayed]]
-        if not rows:
-            return
-        await with_retries("upsert users", lambda: asyncio.to_thread(self.store.upsert_users, rows))
-        now_ms = time.time() * 1000
-        for profile in profiles:  # a replayed profile's age says nothing about freshness
-            FRESHNESS_SECONDS.observe(max(0.0, now_ms - profile.last_event_ms) / 1000)
+        event_ms = [profile.last_event_ms for profile in profiles]
+
+        async def upsert() -> None:
+            if not rows:
+                return
+            await with_retries("upsert users", lambda: asyncio.to_thread(self.store.upsert_users, rows))
+            now_ms = time.time() * 1000
+            for last_event_ms in event_ms:  # a replayed profile's age says nothing about freshness
+                FRESHNESS_SECONDS.observe(max(0.0, now_ms - last_event_ms) / 1000)
+
+        return upsert

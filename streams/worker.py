@@ -9,9 +9,11 @@ lookup and one Milvus upsert serve hundreds of events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import faust
@@ -32,6 +34,7 @@ from streams.items import ItemAgent
 from streams.labels import LabelJoin
 from streams.lag import LagProbe
 from streams.parking import UNKNOWN_PRODUCT, ParkedEvent, Parking
+from streams.pipeline import Pipeline
 from streams.product_cache import ProductCache
 from streams.profiles import UserProfile
 from streams.retry import with_retries
@@ -43,12 +46,32 @@ log = logging.getLogger(__name__)
 
 EVENTS = Counter("streamrec_events_total", "Events handled", ["agent", "topic", "outcome"])
 DEAD_LETTERS = Counter("streamrec_dead_letters_total", "Messages sent to the dead-letter topic", ["reason"])
+SERVING_WRITE_FAILURES = Counter(
+    "streamrec_serving_write_failures_total",
+    "Serving writes (user rows, item deltas) that failed for good; the profiles are saved, the rows stale until then",
+)
 BATCH_SECONDS = Histogram(
     "streamrec_batch_seconds",
     "Time to process one batch of events",
     ["agent"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+PHASE_SECONDS = Histogram(
+    "streamrec_behavior_phase_seconds",
+    "Time a behavior batch spent in each phase (lock: waiting for the parked-retry timer)",
+    ["phase"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+@contextlib.contextmanager
+def _phase(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        PHASE_SECONDS.labels(name).observe(time.perf_counter() - started)
 
 
 def _header(value: object) -> bytes:
@@ -119,6 +142,8 @@ class StreamWorker:
         self.refetch = RangeReader(settings.connection().aiokafka(), group=settings.app_id)
         self.products = ProductCache(settings.product_cache_size, settings.product_cache_ttl_s)
         self.hot = HotProfiles(settings.profile_cache_size)
+        # A batch's serving writes overlap the next batch (see streams.pipeline).
+        self.pipeline = Pipeline(depth=2)
         self.updater = BehaviorUpdater(store, encoder, int(settings.late_after_s * 1000), products=self.products)
         self.app = WorkerApp(
             settings.app_id,
@@ -135,6 +160,13 @@ class StreamWorker:
             web_port=settings.worker_web_port,
             web_host="127.0.0.1",
             producer_acks=-1,
+            # A busy shopper's changelog record is tens of KB, over aiokafka's
+            # default 16 KB batch: each record went in a batch of its own, and
+            # the sender takes one batch per partition per request, so saving
+            # 200 profiles took 25 round trips (187 ms a batch, measured).
+            # Batches stay under the broker's 1 MB message.max.bytes default.
+            producer_max_batch_size=512 * 1024,
+            producer_max_request_size=4 * 1024 * 1024,
             broker_session_timeout=settings.session_timeout_s,
             # Standbys double changelog reads on a single node for no gain;
             # production sets replicas > 1 through the chart.
@@ -295,14 +327,18 @@ class StreamWorker:
         del stream  # its records come through the intake
         settings = self.settings
         async for batch in self.intake.batches(settings.batch_max_events, settings.batch_max_wait_s):
+            self.pipeline.check()
+            await self.pipeline.room()
             task = asyncio.ensure_future(self._behavior_batch(batch.records))
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                await task  # finish the batch being handled, acknowledge it, then stop
-                self.intake.done(batch)
+                await task  # finish the batch being handled and its serving writes, acknowledge it, then stop
+                self.pipeline.then(functools.partial(self.intake.done, batch))
+                await self.pipeline.drain()
                 raise
-            self.intake.done(batch)
+            # Acknowledged once its serving writes are done, behind the batches before it.
+            self.pipeline.then(functools.partial(self.intake.done, batch))
             yield None
 
     async def _on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
@@ -317,17 +353,25 @@ class StreamWorker:
     async def _behavior_batch(self, events: Sequence[RawEvent]) -> None:
         started = time.perf_counter()
         kinds = self._behavior_kinds
-        accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
+        with _phase("decode"):
+            accepted = await self._decoded(events, "behavior", lambda e: kinds[e.message.topic])
         await apply_contained("behavior", accepted, self.apply_behavior, self._dead_letter)
         # The same clicks and purchases close impressions in the label join.
-        await self.labels.join([(source, event) for source, event in accepted if isinstance(event, Click | Purchase)])
+        with _phase("label_join"):
+            await self.labels.join(
+                [(source, event) for source, event in accepted if isinstance(event, Click | Purchase)]
+            )
         BATCH_SECONDS.labels("behavior").observe(time.perf_counter() - started)
 
     async def apply_behavior(self, batch: Sequence[tuple[RawEvent, UserEvent]]) -> None:
         """Fold a batch of user events into profiles, save and publish them; park events of unknown products."""
         now_ms = int(time.time() * 1000)
-        async with self._profiles_lock:
-            folded = await self._fold_and_save([(source.message.partition, event) for source, event in batch])
+        with _phase("lock"):
+            await self._profiles_lock.acquire()
+        try:
+            folded = await self._fold_and_save(
+                [(source.message.partition, event) for source, event in batch], pipelined=True
+            )
             waiting = [
                 ParkedEvent(
                     event,
@@ -342,6 +386,8 @@ class StreamWorker:
                 if isinstance(event := batch[index][1], Click | Purchase)
             ]
             overflow = await self.parking.park(waiting)
+        finally:
+            self._profiles_lock.release()
         for parked in overflow:
             detail = f"product {parked.event.product_id} is not embedded and parking is full"
             await self._dead_letter_parked(parked, f"{detail} ({self.parking.max_events} events)")
@@ -351,27 +397,51 @@ class StreamWorker:
             if (message.topic, message.partition, message.offset) not in full:
                 EVENTS.labels("behavior", message.topic, folded.outcome(index)).inc()
 
-    async def _fold_and_save(self, items: Sequence[tuple[int, UserEvent]]) -> Folded:
-        """Apply ``(partition, event)`` pairs; save changed profiles to the changelog, then publish them."""
+    async def _fold_and_save(self, items: Sequence[tuple[int, UserEvent]], *, pipelined: bool = False) -> Folded:
+        """Apply ``(partition, event)`` pairs; save changed profiles to the changelog, then publish them.
+
+        ``pipelined``: the serving writes are queued on :attr:`pipeline`
+        instead of awaited (the changelog write is always awaited).
+        """
         try:
-            folded = await self.updater.fold([event for _, event in items], self._load)
+            with _phase("fold"):
+                folded = await self.updater.fold([event for _, event in items], self._load)
             # The changelog records go to each source event's partition explicitly:
             # inside a batch faust's "current event" is not the one that changed
             # the key. Saved before the serving rows are written; a crash between
             # the two is healed by the replay (see ``Folded.replayed``).
-            await changelog.write(
-                self.profiles,
-                [
-                    (items[index][0], user_id, profile.to_dict())
-                    for user_id, (profile, index) in folded.profiles.items()
-                ],
-            )
+            with _phase("changelog"):
+                await changelog.write(
+                    self.profiles,
+                    [
+                        (items[index][0], user_id, profile.to_dict())
+                        for user_id, (profile, index) in folded.profiles.items()
+                    ],
+                )
         except BaseException:
             self.hot.discard({event.user_id for _, event in items})  # changed in place, never saved
             raise
         self.hot.keep(profile for profile, _ in folded.profiles.values())
-        await self.updater.publish([profile for profile, _ in folded.profiles.values()], list(folded.replayed.values()))
-        await self.items.send(folded.items)
+        upsert = self.updater.publication(
+            [profile for profile, _ in folded.profiles.values()], list(folded.replayed.values())
+        )
+        deltas = folded.items
+
+        async def serve() -> None:
+            try:
+                with _phase("publish"):
+                    await upsert()
+                with _phase("item_deltas"):
+                    await self.items.send(deltas)
+            except Exception as exc:  # retriable errors were waited out; the profiles are saved
+                SERVING_WRITE_FAILURES.inc()
+                log.error("serving rows of %d shoppers not written: %r", len(folded.profiles), exc, exc_info=exc)
+
+        # Serving writes go through the pipeline either way, so they reach the
+        # store in the order the profiles were saved.
+        self.pipeline.submit(serve)
+        if not pipelined:
+            await self.pipeline.drain()
         return folded
 
     async def retry_parked(self) -> None:
