@@ -20,6 +20,7 @@ from streams.profiles import (
     UserProfile,
     decode_vector,
     encode_vector,
+    event_key,
 )
 
 DIM = 8
@@ -247,7 +248,7 @@ def test_seen_events_are_bounded() -> None:
     for i in range(SEEN_EVENTS + 10):
         user.apply(search(f"e{i}"), None, None)
     assert len(user.seen_events) == SEEN_EVENTS
-    assert list(user.seen_events)[-1] == f"e{SEEN_EVENTS + 9}"
+    assert list(user.seen_events)[-1] == event_key(f"e{SEEN_EVENTS + 9}")
     assert not user.has_seen("e0")
     assert user.has_seen("e10")
 
@@ -270,17 +271,34 @@ def test_a_shorter_ttl_is_honoured_and_survives_a_round_trip() -> None:
     user = UserProfile("u1", HALF_LIFE_MS, dedup_ttl_ms=60_000)
     user.apply(click("a"), SHOES, None)
     loaded = UserProfile.from_dict(json.loads(json.dumps(user.to_dict())), HALF_LIFE_MS, 60_000)
-    assert loaded.seen_events == {"a": TS_MS}
+    assert loaded.seen_events == {event_key("a"): TS_MS}
     loaded.apply(click("b", ts=TS_MS + 60_001), SHOES, None)
-    assert list(loaded.seen_events) == ["b"]
+    assert list(loaded.seen_events) == [event_key("b")]
 
 
 def test_a_profile_saved_with_a_list_of_ids_loads_them_at_its_last_event_time() -> None:
     """Profiles written before ids carried times keep deduplicating after an upgrade."""
     data = {"user_id": "u1", "seen_events": ["a", "b"], "last_event_ms": TS_MS, "events": 2}
     user = UserProfile.from_dict(data, HALF_LIFE_MS)
-    assert user.seen_events == {"a": TS_MS, "b": TS_MS}
+    assert user.seen_events == {event_key("a"): TS_MS, event_key("b"): TS_MS}
     assert not user.apply(click("a"), SHOES, None)
+
+
+def test_a_profile_saved_with_ids_and_times_keeps_deduplicating_and_their_order() -> None:
+    """The format before keys: a JSON object of event id to event time, oldest first."""
+    data = {"user_id": "u1", "seen_events": {"a": TS_MS, "b": TS_MS + 1}, "last_event_ms": TS_MS + 1, "events": 2}
+    user = UserProfile.from_dict(data, HALF_LIFE_MS)
+    assert list(user.seen_events.values()) == [TS_MS, TS_MS + 1]
+    assert not user.apply(click("b"), SHOES, None)
+    assert user.apply(click("c", ts=TS_MS + 2), SHOES, None)
+
+
+def test_a_busy_shopper_s_saved_state_stays_small() -> None:
+    """512 remembered events cost 16 bytes each before base64, not an id and a time in JSON."""
+    user = profile()
+    for i in range(SEEN_EVENTS):
+        user.apply(click(f"event-{i:08d}-0123456789abcdef", f"p{i % 50}", ts=TS_MS + i), SHOES, None)
+    assert len(json.dumps(user.to_dict())) < 16_000
 
 
 def test_recent_items_are_bounded_and_deduplicated() -> None:
