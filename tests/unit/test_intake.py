@@ -11,8 +11,14 @@ from aiokafka import ConsumerRecord
 from faust.types import TP
 from intervaltree import IntervalTree
 
+from encoders.runner import AsyncEncoder
+from encoders.text import HashingTextEncoder
+from ranker.store import MemoryStore
 from streams import faust_adapter
 from streams.intake import Batch, Intake
+from streams.profiles import UserProfile
+from streams.settings import StreamSettings
+from streams.worker import StreamWorker
 
 CLICKS = "clicks"
 OTHER = "products"
@@ -195,5 +201,36 @@ def test_clearing_drops_what_was_not_handed_out() -> None:
         intake.clear()
         assert intake.buffered == 0
         assert await intake.drained(0.5)
+
+    asyncio.run(run())
+
+
+def test_a_revocation_drops_what_waits_lets_the_batch_in_hand_finish_and_commits_it() -> None:
+    """The worker's revocation handler: nothing new is handed out, the batch being handled is acknowledged first."""
+
+    async def run() -> None:
+        worker = StreamWorker(StreamSettings(app_id="unit-revoke"), MemoryStore(), AsyncEncoder(HashingTextEncoder(8)))
+        fake = _app()
+        commits: list[list[int]] = []
+
+        async def commit() -> None:
+            commits.append(list(fake.consumer._acked[TP(CLICKS, 0)]))
+
+        fake.consumer.commit = commit
+        worker.app.consumer = fake.consumer
+        worker.app.consumer_generation_id = 1  # type: ignore[misc]
+        intake = Intake(worker.app, [CLICKS], capacity=100)
+        worker.intake = intake
+        worker.hot.keep([UserProfile("u1", 1.0)])
+        await intake.offer(_fetch(CLICKS, 0, [0, 1]), 1)
+        in_hand = await _first_batch(intake, max_events=1)
+        revoking = asyncio.ensure_future(worker._on_partitions_revoked(worker.app, set()))
+        await asyncio.sleep(0.05)
+        assert not revoking.done()  # waits for the batch in hand
+        assert intake.buffered == 0  # offset 1 dropped: its next owner reads it
+        assert len(worker.hot) == 0
+        intake.done(in_hand)
+        await asyncio.wait_for(revoking, 2)
+        assert commits == [[0]]
 
     asyncio.run(run())
