@@ -251,7 +251,7 @@ SEEN_FIELDS = ("seen_keys", "seen_ts")  # compared together, as a mapping: the o
 def differences(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
     """The fields of ``want`` that ``got`` has otherwise."""
     differ = [key for key, value in want.items() if key not in SEEN_FIELDS and not same(key, got.get(key), value)]
-    if remembered(got) != remembered(want):
+    if "seen_keys" in want and remembered(got) != remembered(want):  # saved profiles, not served rows
         differ.append("seen_keys")
     return differ
 
