@@ -574,10 +574,17 @@ SPENT = {
 
 
 def time_spent(worker: AllInOne) -> dict[str, tuple[float, float]]:
-    """Per name of SPENT: the metric's (sum of seconds, count) so far."""
+    """Per name of SPENT: the metric's (sum of seconds, count) so far; empty if the worker did not answer."""
     spent = {}
-    for name, (metric, labels) in SPENT.items():
-        spent[name] = (worker.api.counter(f"{metric}_sum", **labels), worker.api.counter(f"{metric}_count", **labels))
+    try:
+        for name, (metric, labels) in SPENT.items():
+            spent[name] = (
+                worker.api.counter(f"{metric}_sum", **labels),
+                worker.api.counter(f"{metric}_count", **labels),
+            )
+    except (OSError, TimeoutError) as exc:  # a diagnostic: never the reason a run is lost
+        print(f"  worker metrics not read: {exc!r}", flush=True)
+        return {}
     return spent
 
 
@@ -585,6 +592,8 @@ def mean_ms(before: Mapping[str, tuple[float, float]], after: Mapping[str, tuple
     """Mean milliseconds per call between two :func:`time_spent` readings, with the number of calls."""
     out: dict[str, Any] = {}
     for name, (total, count) in after.items():
+        if name not in before:
+            continue
         calls = count - before[name][1]
         out[name] = {
             "calls": int(calls),
