@@ -371,3 +371,42 @@ def test_normalised_covisits_do_not_drift_as_time_passes(later: int) -> None:
     _, partial = candidates.covisit_scores(["a"], rows, now_ms, HOUR_MS)
     scores = candidates.normalise_covisits(partial, rows, now_ms=now_ms, half_life_ms=HOUR_MS)
     assert scores == pytest.approx({"b": 1.0})
+
+
+@pytest.mark.parametrize("later", [0, 1, 5])
+def test_the_popular_ranking_made_once_keeps_the_order_of_a_merge_at_any_later_time(later: int) -> None:
+    """Merged once as of the newest list, the ranking lists and scores products as a merge at a later time does."""
+    lists = [
+        PopularList(0, {"big-then": 8.0, "both": 1.0, "seen": 9.0}, NOW_MS - 3 * HOUR_MS),
+        PopularList(1, {"small-now": 2.0, "both": 0.5, "tie": 2.0}, NOW_MS),
+    ]
+    ranking = candidates.PopularRanking.of(lists, HOUR_MS)
+    now_ms = NOW_MS + later * HOUR_MS
+    merged = candidates.popular_items(lists, now_ms, HOUR_MS)
+    exclude = frozenset({"seen", "tie"})
+    assert ranking.top(3, exclude) == candidates.top(merged, 3, exclude)
+    assert {i: ranking.score(i, now_ms, HOUR_MS) for i in merged} == pytest.approx(merged)
+
+
+def test_the_recommender_merges_the_popular_lists_again_only_when_they_change(
+    make: MakeRecommender, store: CountingStore
+) -> None:
+    """Requests over unchanged lists share one merged ranking; a new list replaces it."""
+    store.upsert_popular([PopularList(0, {"hat": 5.0, "backpack": 1.0}, NOW_MS)])
+    store.upsert_users([user("u", recent_items=["shoe-red"])])
+    recommender = make()
+    recommend(recommender, "u", 5)
+    first = recommender._popular_ranking(store.popular_lists())
+    recommend(recommender, "u", 5)
+    assert recommender._popular_ranking(store.popular_lists()) is first
+    store.upsert_popular([PopularList(0, {"backpack": 9.0}, NOW_MS)])
+    assert recommender._popular_ranking(store.popular_lists()).ids == ("backpack",)
+
+
+def test_the_cosine_feature_of_a_candidate_with_a_newer_row_is_read_as_of_that_row() -> None:
+    """One pass over the history gives the cosine of two passes: partial sums moved to a later time by one factor."""
+    rows = {"a": row("a", 4.0, {"b": 2.0}, ref_ms=NOW_MS - HOUR_MS), "b": row("b", 1.0, {"a": 2.0}, ref_ms=NOW_MS)}
+    _, early = candidates.covisit_scores(["a"], rows, NOW_MS - HOUR_MS, HOUR_MS)
+    _, late = candidates.covisit_scores(["a"], rows, NOW_MS, HOUR_MS)
+    shift = candidates.decay(NOW_MS - HOUR_MS, NOW_MS, HOUR_MS) ** 0.5
+    assert {j: v * shift for j, v in early.items()} == pytest.approx(late)
