@@ -112,7 +112,11 @@ class Recommender:
         self._encoder = encoder
         self._settings = settings
         self._weights = Weights(
-            settings.affinity_weight, settings.brand_weight, settings.covisit_weight, settings.popularity_weight
+            settings.affinity_weight,
+            settings.brand_weight,
+            settings.covisit_weight,
+            settings.popularity_weight,
+            settings.covisit_cosine_weight,
         )
         self._models = models
         self._impressions = impressions
@@ -173,23 +177,35 @@ class Recommender:
             covisit_cosine=np.array([c.covisit_cosine if c else 0.0 for c in found]),
             sources=[frozenset(c.sources) if c else frozenset() for c in found],
         )
+        column = {name: matrix[:, j] for j, name in enumerate(FEATURES)}
+        w = self._weights
+        # score_hit's sum, for every candidate at once (its terms, in its order).
+        blend = (
+            column["similarity"]
+            + w.category_affinity * column["category_affinity"]
+            + w.brand_affinity * column["brand_affinity"]
+            + w.covisitation * column["covisitation"]
+            + w.covisit_cosine * column["covisit_cosine"]
+            + w.popularity * column["popularity"]
+        )
+        pool = list(range(len(hits)))
         if snapshot is not None:
-            scores, parts, intercept = snapshot.model.score_matrix(FEATURES, matrix)
+            # The model learned from lists of about k items that a ranker
+            # chose: beyond that pool it extrapolates (on MovieLens its
+            # weights, learned within such lists, ranked the rest of the
+            # candidates above them). So it re-ranks the blend's best only.
+            ranked = blend.tolist()
+            pool = sorted(pool, key=lambda i: (-ranked[i], ids[i]))[: k * self._settings.model_pool_factor]
+            logits, parts, intercept = snapshot.model.score_matrix(FEATURES, matrix[pool])
+            scores = np.zeros(len(hits))
+            scores[pool] = logits
+            parts_of = dict(zip(pool, parts, strict=True))
 
             def explain(i: int) -> dict[str, float]:
-                return {**dict(zip(FEATURES, parts[i].tolist(), strict=True)), "intercept": intercept}
+                return {**dict(zip(FEATURES, parts_of[i].tolist(), strict=True)), "intercept": intercept}
 
         else:
-            column = {name: matrix[:, j] for j, name in enumerate(FEATURES)}
-            w = self._weights
-            # score_hit's sum, for every candidate at once (its terms, in its order).
-            scores = (
-                column["similarity"]
-                + w.category_affinity * column["category_affinity"]
-                + w.brand_affinity * column["brand_affinity"]
-                + w.covisitation * column["covisitation"]
-                + w.popularity * column["popularity"]
-            )
+            scores = blend
 
             def explain(i: int) -> dict[str, float]:
                 product = products[i]
@@ -201,10 +217,11 @@ class Recommender:
                     w,
                     covisitation=float(column["covisitation"][i]),
                     popularity=float(column["popularity"][i]),
+                    covisit_cosine=float(column["covisit_cosine"][i]),
                 ).contributions
 
         listed = scores.tolist()
-        order = sorted(range(len(hits)), key=lambda i: (-listed[i], ids[i]))[:k]
+        order = sorted(pool, key=lambda i: (-listed[i], ids[i]))[:k]
         items = [
             RankedItem(
                 products[i],
