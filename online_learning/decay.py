@@ -81,6 +81,12 @@ class DecayedScores:
         factor = self._factor(self._ref_ms - self._base_ms)
         return ((key, value * factor) for key, value in self._scores.items())
 
+    def items_at(self, at_ms: int) -> Iterator[tuple[str, float]]:
+        """(name, score) pairs as of ``at_ms`` (or the reference time, if later): ``get`` of every name in one pass."""
+        at = self._ref_ms if at_ms <= self._ref_ms else at_ms
+        factor = self._factor(at - self._base_ms)
+        return ((key, value * factor) for key, value in self._scores.items())
+
     def __len__(self) -> int:
         return len(self._scores)
 

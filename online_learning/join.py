@@ -148,7 +148,12 @@ class JoinState:
 
     def _latest_showing(self, product_id: str) -> str | None:
         showing = [rid for rid, imp in self.impressions.items() if product_id in imp["items"]]
-        return max(showing, key=lambda rid: self.impressions[rid]["ts"]) if showing else None
+        # Impressions are kept in the order they opened, so among lists of the
+        # same event time the one opened last is the newest. Logs with second
+        # resolution hold many such ties (MovieLens: half its purchases share
+        # the second of the shopper's previous event); taking the first of them
+        # labelled a list older than the one the shopper acted on.
+        return max(reversed(showing), key=lambda rid: self.impressions[rid]["ts"]) if showing else None
 
     def _example(
         self, request_id: str, product_id: str, *, label: bool, weight: float, ts: int, first: bool

@@ -23,6 +23,7 @@ here, so rows written at different times compare fairly.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,6 +100,37 @@ def popular_items(lists: Iterable[PopularList], now_ms: float, half_life_ms: flo
         for item_id, score in popular.items.items():
             merged[item_id] = max(merged.get(item_id, 0.0), score * factor)
     return dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True, slots=True)
+class PopularRanking:
+    """The merged popular lists, most popular first, with scores as of ``ref_ms`` (the newest list's time).
+
+    Lists are decayed from their own times, so merged as of any later time
+    every score carries the same factor and the order holds: the ranking is
+    made once per change of the lists, not once per request.
+    """
+
+    lists: tuple[PopularList, ...]
+    ids: tuple[str, ...]
+    scores: dict[str, float]
+    ref_ms: int
+
+    @classmethod
+    def of(cls, lists: Iterable[PopularList], half_life_ms: float) -> PopularRanking:
+        """Merge ``lists`` as of the newest of them."""
+        held = tuple(lists)
+        ref_ms = max((popular.ref_ms for popular in held), default=0)
+        scores = popular_items(held, ref_ms, half_life_ms)
+        return cls(held, tuple(scores), scores, ref_ms)
+
+    def top(self, limit: int, exclude: frozenset[str]) -> list[str]:
+        """The ``limit`` most popular ids not in ``exclude``, as :func:`top` of :func:`popular_items` gives them."""
+        return list(itertools.islice((item_id for item_id in self.ids if item_id not in exclude), limit))
+
+    def score(self, item_id: str, now_ms: float, half_life_ms: float) -> float:
+        """The product's merged decayed popularity as of ``now_ms`` (0 when it is in no list)."""
+        return self.scores.get(item_id, 0.0) * decay(self.ref_ms, now_ms, half_life_ms)
 
 
 def popularity(row: ItemRow | None, now_ms: float, half_life_ms: float) -> float:

@@ -22,6 +22,7 @@ class Weights:
     brand_affinity: float
     covisitation: float = 0.0
     popularity: float = 0.0
+    covisit_cosine: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +42,13 @@ def score_hit(
     *,
     covisitation: float = 0.0,
     popularity: float = 0.0,
+    covisit_cosine: float = 0.0,
 ) -> Scored:
     """Score one candidate for a shopper with the given profile features.
 
-    ``covisitation`` and ``popularity`` are the candidate's ranking feature
-    values (already log-scaled); they count only when their weight is set.
+    ``covisitation``, ``covisit_cosine`` and ``popularity`` are the
+    candidate's ranking feature values (already log-scaled); they count only
+    when their weight is set.
     """
     categories: dict[str, float] = features.get("categories", {})
     brands: dict[str, float] = features.get("brands", {})
@@ -56,6 +59,8 @@ def score_hit(
     }
     if weights.covisitation:
         contributions["covisitation"] = weights.covisitation * covisitation
+    if weights.covisit_cosine:
+        contributions["covisit_cosine"] = weights.covisit_cosine * covisit_cosine
     if weights.popularity:
         contributions["popularity"] = weights.popularity * popularity
     return Scored(sum(contributions.values()), contributions)

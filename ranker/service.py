@@ -112,12 +112,25 @@ class Recommender:
         self._encoder = encoder
         self._settings = settings
         self._weights = Weights(
-            settings.affinity_weight, settings.brand_weight, settings.covisit_weight, settings.popularity_weight
+            settings.affinity_weight,
+            settings.brand_weight,
+            settings.covisit_weight,
+            settings.popularity_weight,
+            settings.covisit_cosine_weight,
         )
         self._models = models
         self._impressions = impressions
         self._clock = clock
         self._half_life_ms = settings.covisit_half_life_s * 1000
+        # The popular lists change once per item batch, but are read per
+        # request: merged and sorted once per change, not per request.
+        self._ranking = sources.PopularRanking.of((), self._half_life_ms)
+
+    def _popular_ranking(self, lists: Sequence[PopularList]) -> sources.PopularRanking:
+        """The merged ranking of ``lists``, from the last request's when they have not changed."""
+        if self._ranking.lists != tuple(lists):
+            self._ranking = sources.PopularRanking.of(lists, self._half_life_ms)
+        return self._ranking
 
     async def _user(self, user_id: str | None) -> UserRow | None:
         return await asyncio.to_thread(self._store.get_user, user_id) if user_id else None
@@ -164,23 +177,35 @@ class Recommender:
             covisit_cosine=np.array([c.covisit_cosine if c else 0.0 for c in found]),
             sources=[frozenset(c.sources) if c else frozenset() for c in found],
         )
+        column = {name: matrix[:, j] for j, name in enumerate(FEATURES)}
+        w = self._weights
+        # score_hit's sum, for every candidate at once (its terms, in its order).
+        blend = (
+            column["similarity"]
+            + w.category_affinity * column["category_affinity"]
+            + w.brand_affinity * column["brand_affinity"]
+            + w.covisitation * column["covisitation"]
+            + w.covisit_cosine * column["covisit_cosine"]
+            + w.popularity * column["popularity"]
+        )
+        pool = list(range(len(hits)))
         if snapshot is not None:
-            scores, parts, intercept = snapshot.model.score_matrix(FEATURES, matrix)
+            # The model learned from lists of about k items that a ranker
+            # chose: beyond that pool it extrapolates (on MovieLens its
+            # weights, learned within such lists, ranked the rest of the
+            # candidates above them). So it re-ranks the blend's best only.
+            ranked = blend.tolist()
+            pool = sorted(pool, key=lambda i: (-ranked[i], ids[i]))[: k * self._settings.model_pool_factor]
+            logits, parts, intercept = snapshot.model.score_matrix(FEATURES, matrix[pool])
+            scores = np.zeros(len(hits))
+            scores[pool] = logits
+            parts_of = dict(zip(pool, parts, strict=True))
 
             def explain(i: int) -> dict[str, float]:
-                return {**dict(zip(FEATURES, parts[i].tolist(), strict=True)), "intercept": intercept}
+                return {**dict(zip(FEATURES, parts_of[i].tolist(), strict=True)), "intercept": intercept}
 
         else:
-            column = {name: matrix[:, j] for j, name in enumerate(FEATURES)}
-            w = self._weights
-            # score_hit's sum, for every candidate at once (its terms, in its order).
-            scores = (
-                column["similarity"]
-                + w.category_affinity * column["category_affinity"]
-                + w.brand_affinity * column["brand_affinity"]
-                + w.covisitation * column["covisitation"]
-                + w.popularity * column["popularity"]
-            )
+            scores = blend
 
             def explain(i: int) -> dict[str, float]:
                 product = products[i]
@@ -192,10 +217,11 @@ class Recommender:
                     w,
                     covisitation=float(column["covisitation"][i]),
                     popularity=float(column["popularity"][i]),
+                    covisit_cosine=float(column["covisit_cosine"][i]),
                 ).contributions
 
         listed = scores.tolist()
-        order = sorted(range(len(hits)), key=lambda i: (-listed[i], ids[i]))[:k]
+        order = sorted(pool, key=lambda i: (-listed[i], ids[i]))[:k]
         items = [
             RankedItem(
                 products[i],
@@ -295,11 +321,11 @@ class Recommender:
         # Counts decay in event time: read them as of the newest event any of
         # them saw, never the wall clock (a quiet hour must not move a score).
         at_ms = event_time(history_rows.values(), lists)
-        raw, _ = sources.covisit_scores(recent, history_rows, at_ms, self._half_life_ms)
+        raw, partial = sources.covisit_scores(recent, history_rows, at_ms, self._half_life_ms)
         proposed: dict[str, sources.Candidate] = {}
         for source, ids in (
             ("covisit", sources.top(raw, want, seen)),
-            ("popular", sources.top(sources.popular_items(lists, at_ms, self._half_life_ms), want, seen)),
+            ("popular", self._popular_ranking(lists).top(want, seen)),
         ):
             for product_id in ids:
                 proposed.setdefault(product_id, sources.Candidate(product_id)).sources.add(source)
@@ -328,14 +354,16 @@ class Recommender:
             )
             proposed[product_id].similarity = similarity
             hits.append(Hit(product, similarity))
-        for product_id, score in raw.items():
-            if product_id in proposed:
-                proposed[product_id].covisitation = score
-        at_ms = event_time(history_rows.values(), rows.values(), lists)
-        _, partial = sources.covisit_scores(recent, history_rows, at_ms, self._half_life_ms)
-        for product_id, score in sources.normalise_covisits(partial, rows, at_ms, self._half_life_ms).items():
-            if product_id in proposed:
-                proposed[product_id].covisit_cosine = score
+        for product_id, candidate in proposed.items():
+            candidate.covisitation = raw.get(product_id, 0.0)
+        # The candidates' own rows may be newer. Every history row is older
+        # than at_ms, so the partial sums (each carrying the square root of its
+        # row's decay) move to the later time by one common factor.
+        later_ms = event_time(history_rows.values(), rows.values(), lists)
+        shift = math.sqrt(sources.decay(at_ms, later_ms, self._half_life_ms))
+        mine = {product_id: partial[product_id] * shift for product_id in proposed if product_id in partial}
+        for product_id, score in sources.normalise_covisits(mine, rows, later_ms, self._half_life_ms).items():
+            proposed[product_id].covisit_cosine = score
         return hits, proposed, rows
 
     async def recommend(self, user_id: str, k: int, exclude: frozenset[str] = frozenset()) -> Results:
@@ -370,9 +398,10 @@ class Recommender:
         now_ms = self._clock() * 1000
         enabled = "popular" in self._settings.candidate_sources
         lists = await asyncio.to_thread(self._store.popular_lists) if enabled else []
-        scores = sources.popular_items(lists, event_time(lists), self._half_life_ms)
+        ranking = self._popular_ranking(lists)
+        scores = ranking.scores  # as of the newest list, as before
         # Sold-out or deleted products drop out, so ask for some spare ones.
-        ids = sources.top(scores, 2 * k, seen)
+        ids = ranking.top(2 * k, seen)
         products = await asyncio.to_thread(self._store.get_products, ids) if ids else {}
         chosen = [products[i] for i in ids if i in products and products[i].in_stock][:k]
         # Too few popular products yet (a young shop): top up with the range

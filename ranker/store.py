@@ -187,6 +187,9 @@ class MemoryStore:
         self._products: dict[str, ProductRow] = {}
         self._rows: list[ProductRow] = []
         self._matrix: npt.NDArray[np.float32] | None = None  # the products' vectors, rebuilt after a change
+        self._position: dict[str, int] = {}  # product id -> its row in the matrix
+        self._in_stock: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
+        self._categories: npt.NDArray[np.str_] = np.zeros(0, dtype=str)
         self._users: dict[str, UserRow] = {}
         # Stored rows own their dicts: they are copied on the way in and out,
         # so no caller can change what the store holds.
@@ -215,15 +218,23 @@ class MemoryStore:
                 # Stacked once per catalog change, not per search (the evaluation replay searches 100k times).
                 self._rows = list(self._products.values())
                 self._matrix = np.stack([row.vector for row in self._rows]) if self._rows else None
-            rows, matrix = self._rows, self._matrix
+                self._position = {row.product_id: i for i, row in enumerate(self._rows)}
+                self._in_stock = np.array([row.in_stock for row in self._rows], dtype=bool)
+                self._categories = np.array([row.category for row in self._rows], dtype=str)
+            rows, matrix, position = self._rows, self._matrix, self._position
+            in_stock, categories = self._in_stock, self._categories
         if matrix is None:
             return []
-        keep = [i for i, row in enumerate(rows) if _matches(row, where)]
-        if not keep:
-            return []
-        scores = matrix[keep] @ vector
+        # The filter as masks over the whole matrix: copying the kept rows out
+        # cost more than scoring every product.
+        keep = in_stock.copy() if where.in_stock_only else np.ones(len(rows), dtype=bool)
+        if where.category is not None:
+            keep &= categories == where.category
+        keep[[i for product_id in where.exclude_ids if (i := position.get(product_id)) is not None]] = False
+        kept = np.flatnonzero(keep)
+        scores = (matrix @ vector)[kept]
         order = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(rows[keep[i]], float(scores[i])) for i in order]
+        return [Hit(rows[kept[i]], float(scores[i])) for i in order]
 
     def browse_products(self, limit: int, where: ProductFilter) -> list[ProductRow]:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,8 +13,12 @@ import pytest
 from encoders.runner import AsyncEncoder
 from encoders.text import HashingTextEncoder
 from online_learning.features import SOURCES
+from online_learning.item_stats import ItemStats
+from online_learning.model import RankingModel
+from online_learning.snapshot import Snapshot
 from ranker import candidates
 from ranker.impressions import MemorySink
+from ranker.models import ModelHolder
 from ranker.service import Recommender, Results
 from ranker.settings import CandidateSource, RankerSettings
 from ranker.store import ItemRow, MemoryStore, PopularList, ProductFilter, ProductRow, UserRow, Vector
@@ -371,3 +376,76 @@ def test_normalised_covisits_do_not_drift_as_time_passes(later: int) -> None:
     _, partial = candidates.covisit_scores(["a"], rows, now_ms, HOUR_MS)
     scores = candidates.normalise_covisits(partial, rows, now_ms=now_ms, half_life_ms=HOUR_MS)
     assert scores == pytest.approx({"b": 1.0})
+
+
+@pytest.mark.parametrize("later", [0, 1, 5])
+def test_the_popular_ranking_made_once_keeps_the_order_of_a_merge_at_any_later_time(later: int) -> None:
+    """Merged once as of the newest list, the ranking lists and scores products as a merge at a later time does."""
+    lists = [
+        PopularList(0, {"big-then": 8.0, "both": 1.0, "seen": 9.0}, NOW_MS - 3 * HOUR_MS),
+        PopularList(1, {"small-now": 2.0, "both": 0.5, "tie": 2.0}, NOW_MS),
+    ]
+    ranking = candidates.PopularRanking.of(lists, HOUR_MS)
+    now_ms = NOW_MS + later * HOUR_MS
+    merged = candidates.popular_items(lists, now_ms, HOUR_MS)
+    exclude = frozenset({"seen", "tie"})
+    assert ranking.top(3, exclude) == candidates.top(merged, 3, exclude)
+    assert {i: ranking.score(i, now_ms, HOUR_MS) for i in merged} == pytest.approx(merged)
+
+
+def test_the_recommender_merges_the_popular_lists_again_only_when_they_change(
+    make: MakeRecommender, store: CountingStore
+) -> None:
+    """Requests over unchanged lists share one merged ranking; a new list replaces it."""
+    store.upsert_popular([PopularList(0, {"hat": 5.0, "backpack": 1.0}, NOW_MS)])
+    store.upsert_users([user("u", recent_items=["shoe-red"])])
+    recommender = make()
+    recommend(recommender, "u", 5)
+    first = recommender._popular_ranking(store.popular_lists())
+    recommend(recommender, "u", 5)
+    assert recommender._popular_ranking(store.popular_lists()) is first
+    store.upsert_popular([PopularList(0, {"backpack": 9.0}, NOW_MS)])
+    assert recommender._popular_ranking(store.popular_lists()).ids == ("backpack",)
+
+
+def test_the_cosine_feature_of_a_candidate_with_a_newer_row_is_read_as_of_that_row() -> None:
+    """One pass over the history gives the cosine of two passes: partial sums moved to a later time by one factor."""
+    rows = {"a": row("a", 4.0, {"b": 2.0}, ref_ms=NOW_MS - HOUR_MS), "b": row("b", 1.0, {"a": 2.0}, ref_ms=NOW_MS)}
+    _, early = candidates.covisit_scores(["a"], rows, NOW_MS - HOUR_MS, HOUR_MS)
+    _, late = candidates.covisit_scores(["a"], rows, NOW_MS, HOUR_MS)
+    shift = candidates.decay(NOW_MS - HOUR_MS, NOW_MS, HOUR_MS) ** 0.5
+    assert {j: v * shift for j, v in early.items()} == pytest.approx(late)
+
+
+def _contrary_snapshot() -> Snapshot:
+    """A served model that learned the opposite of the blend: the less similar, the likelier bought."""
+    rng = random.Random(0)
+    model = RankingModel.create("logreg")
+    for _ in range(400):
+        similarity = rng.uniform(-1.0, 1.0)
+        model.learn({"similarity": similarity, "position": 0.0}, clicked=similarity < -0.3)
+    return Snapshot(1, 0, model, ItemStats(3600.0), {0: 1})
+
+
+@pytest.mark.parametrize(("pool_factor", "same_as_blend"), [(1, True), (100, False)])
+def test_the_learned_model_re_ranks_only_the_blends_best_k_times_the_pool_factor(
+    store: CountingStore,
+    encoder: HashingTextEncoder,
+    embed: Callable[[str], Vector],
+    pool_factor: int,
+    same_as_blend: bool,
+) -> None:
+    """A model trained on the blend's short lists never reaches past them: with factor 1 it reorders its top k."""
+    store.upsert_users([user("u", embed("running shoes"))])
+    holder = ModelHolder(min_examples=1, min_auc=0.0)
+    assert holder.offer(_contrary_snapshot())
+    runner = AsyncEncoder(encoder)
+    try:
+        blend = recommend(Recommender(store, runner, SETTINGS, clock=lambda: NOW_MS / 1000), "u", 2)
+        settings = SETTINGS.model_copy(update={"model_pool_factor": pool_factor})
+        learned = recommend(Recommender(store, runner, settings, models=holder, clock=lambda: NOW_MS / 1000), "u", 2)
+    finally:
+        runner.close()
+    assert learned.extra["model_version"] == 1
+    assert (set(ids(learned)) == set(ids(blend))) is same_as_blend
+    assert len(ids(learned)) == 2

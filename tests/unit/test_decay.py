@@ -128,3 +128,13 @@ def test_a_pickle_from_before_the_landmark_loads_with_its_scores() -> None:
     old.add("shoes", 1.0, at_ms=6000)
     assert old.get("shoes") == pytest.approx(2.0)
     assert len(old) == 1
+
+
+@given(events=st.lists(st.tuples(st.sampled_from("abc"), st.floats(0.1, 10), st.integers(0, 10_000)), max_size=20))
+def test_items_at_equals_get_of_every_name(events: list[tuple[str, float, int]]) -> None:
+    """``items_at`` reads every score as ``get`` does, before, at and after the reference time."""
+    scores = DecayedScores(half_life_ms=1000)
+    for name, amount, at_ms in events:
+        scores.add(name, amount, at_ms)
+    for at_ms in (0, scores.ref_ms, scores.ref_ms + 2500):
+        assert dict(scores.items_at(at_ms)) == {name: scores.get(name, at_ms) for name, _ in scores.items()}

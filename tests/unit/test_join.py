@@ -117,6 +117,15 @@ def test_purchase_without_request_id_goes_to_the_latest_impression_showing_it() 
     assert {ex.example_id.split(":")[0] for ex in join.purchase(None, "p2")} == {"newest-showing"}
 
 
+def test_purchase_without_request_id_goes_to_the_impression_opened_last_among_those_of_the_same_time() -> None:
+    """Lists shown in the same millisecond (or second, in imported logs): the one opened last is the newest."""
+    join = Join()
+    join.impression("first", ts=100, n=2)
+    join.impression("second", ts=100, n=2)
+    join.impression("third-shows-other", ts=100, n=1)
+    assert {ex.example_id.split(":")[0] for ex in join.purchase(None, "p2")} == {"second"}
+
+
 def test_label_for_a_product_never_shown_is_ignored() -> None:
     """A purchase of a product no open impression showed produces nothing and waits for nothing."""
     join = Join()

@@ -49,3 +49,12 @@ def test_contributions_weight_the_profile_affinities(
     scored = score_hit(0.5, category, brand, features, WEIGHTS)
     assert scored.contributions == pytest.approx(expected)
     assert scored.score == pytest.approx(sum(expected.values()))
+
+
+def test_cosine_co_visitation_counts_with_its_own_weight() -> None:
+    """The fixed blend adds the cosine form of co-visitation times its weight, and only when the weight is set."""
+    weights = Weights(0.35, 0.1, covisitation=1.0, covisit_cosine=2.0)
+    scored = score_hit(0.5, "shoes", "", {}, weights, covisitation=0.25, covisit_cosine=0.5)
+    assert scored.contributions["covisit_cosine"] == pytest.approx(1.0)
+    assert scored.score == pytest.approx(0.5 + 0.25 + 1.0)
+    assert "covisit_cosine" not in score_hit(0.5, "shoes", "", {}, WEIGHTS, covisit_cosine=0.5).contributions
