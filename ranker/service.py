@@ -7,6 +7,7 @@ answering while Milvus works.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 import time
@@ -118,6 +119,7 @@ class Recommender:
             settings.popularity_weight,
             settings.covisit_cosine_weight,
         )
+        self._search_weights = dataclasses.replace(self._weights, popularity=settings.search_popularity_weight)
         self._models = models
         self._impressions = impressions
         self._clock = clock
@@ -142,8 +144,13 @@ class Recommender:
         k: int,
         rows: dict[str, ItemRow] | None = None,
         proposed: dict[str, sources.Candidate] | None = None,
+        *,
+        weights: Weights | None = None,
     ) -> tuple[list[RankedItem], int]:
-        """Rank candidates; returns the items and the model version used (0: fixed blend)."""
+        """Rank candidates; returns the items and the model version used (0: fixed blend).
+
+        ``weights`` of the fixed blend: the recommendation blend's unless given.
+        """
         snapshot = self._models.serving() if self._models else None
         # Click-through rates come from the newest snapshot even before its
         # model has learned enough to rank: logged features must carry them
@@ -178,7 +185,7 @@ class Recommender:
             sources=[frozenset(c.sources) if c else frozenset() for c in found],
         )
         column = {name: matrix[:, j] for j, name in enumerate(FEATURES)}
-        w = self._weights
+        w = weights or self._weights
         # score_hit's sum, for every candidate at once (its terms, in its order).
         blend = (
             column["similarity"]
@@ -282,7 +289,7 @@ class Recommender:
         )
         rows = await self._item_rows([hit.product.product_id for hit in hits])
         profile = user.features if user else {}
-        items, version = self._rank(hits, profile, k, rows)
+        items, version = self._rank(hits, profile, k, rows, weights=self._search_weights)
         return self._results(
             items,
             version,
@@ -454,7 +461,7 @@ class Recommender:
             return None
         where = ProductFilter(exclude_ids=frozenset({product_id}))
         hits = await asyncio.to_thread(self._store.search_products, found[product_id].vector, k, where)
-        items, version = self._rank(hits, {}, k)
+        items, version = self._rank(hits, {}, k, weights=self._search_weights)
         return self._results(
             items, version, strategy="similar", personalized=False, user_id=None, query=None, surface=None
         )

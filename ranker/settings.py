@@ -49,6 +49,12 @@ class RankerSettings(BaseSettings):
         4.8, ge=0, description="weight of cosine-normalised co-visitation in the fixed blend"
     )
     popularity_weight: float = Field(0.4, ge=0, description="weight of log popularity in the fixed blend")
+    # The blend's weights were fitted on recommendations (MovieLens, no
+    # queries); in search and similar-product lists relevance to the query or
+    # product comes first, and 0.4 let popular products of other categories in.
+    search_popularity_weight: float = Field(
+        0.1, ge=0, description="weight of log popularity when ranking search results and similar products"
+    )
     model_pool_factor: int = Field(
         1,
         ge=1,

@@ -13,7 +13,7 @@ from encoders.runner import AsyncEncoder
 from encoders.text import HashingTextEncoder
 from ranker.service import RankedItem, Recommender, Results, interleave_categories, user_vector
 from ranker.settings import RankerSettings
-from ranker.store import MemoryStore, ProductRow, UserRow, Vector
+from ranker.store import ItemRow, MemoryStore, ProductRow, UserRow, Vector
 
 DIM = 64
 
@@ -171,3 +171,17 @@ def test_ranked_item_to_json_rounds_for_the_api(make_product: Callable[..., Prod
         "contributions": {"similarity": 0.123457},
         "sources": ["content", "covisit"],
     }
+
+
+def test_search_ranks_by_relevance_before_the_recommendation_blends_popularity(
+    recommender: Recommender, store: MemoryStore
+) -> None:
+    """A popular product matching the query less stays below the best match: search weighs popularity lightly."""
+    now_ms = 1_767_225_600_000
+    store.upsert_items([ItemRow("belt", 20.0, {}, now_ms)])  # very popular, the lesser "red shoes" match
+    results = asyncio.run(recommender.search("red shoes", None, 5))
+    assert ids(results)[0] == "shoe-red"
+    popular = next(item for item in results.items if item.product.product_id == "belt")
+    assert popular.contributions["popularity"] == pytest.approx(
+        RankerSettings().search_popularity_weight * np.log1p(20.0), rel=0.05
+    )
