@@ -21,6 +21,7 @@ from typing import Any
 
 from online_learning.settings import LearningSettings
 from ranker import candidates as sources
+from ranker.scoring import Weights
 from ranker.service import RankedItem, Recommender
 from ranker.settings import RankerSettings
 from ranker.store import Hit, ItemRow
@@ -43,6 +44,8 @@ class RecordingRecommender(Recommender):
         k: int,
         rows: dict[str, ItemRow] | None = None,
         proposed: dict[str, sources.Candidate] | None = None,
+        *,
+        weights: Weights | None = None,
     ) -> tuple[list[RankedItem], int]:
         found = proposed or {}
         self.last = {
@@ -51,7 +54,7 @@ class RecordingRecommender(Recommender):
             else ()
             for hit in hits
         }
-        return super()._rank(hits, profile, k, rows, proposed)
+        return super()._rank(hits, profile, k, rows, proposed, weights=weights)
 
 
 def main() -> None:
