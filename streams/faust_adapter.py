@@ -143,6 +143,11 @@ def file_empty(app: AppT, tp: TP, start: int, end: int) -> None:
         tree.merge_overlaps()
 
 
+def assigned(app: AppT) -> set[TP]:
+    """The partitions assigned to the app's consumer now."""
+    return set(app.consumer.assignment())
+
+
 def flow_active(app: AppT) -> bool:
     """Whether the consumer's flow is on (faust stops it for a rebalance and while tables recover)."""
     return bool(cast(Any, app.consumer).flow_active)

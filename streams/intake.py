@@ -13,19 +13,27 @@ faust still owns everything else: the group, the assignment (so the tables
 stay co-partitioned with the topics), table recovery, commits, and every
 other topic. Where this reaches into faust is in ``streams.faust_adapter``.
 
-Offsets are safe because of three rules:
-- a batch is acknowledged only if no rebalance came since its records were
-  fetched; records of an older generation are dropped unhandled (faust seeks
-  every assigned partition back to its committed offset on an assignment,
-  so they are read again by whoever owns them now);
-- a jump in a partition's offsets (from the committed offset to the first
-  record of a generation, or between records) is read again with a
-  consumer of its own before the record after it is buffered: records are
-  found there (dropped above, or fetched before faust's seek) or none are
-  (compaction, transaction markers), and offsets without a record are filed
-  as done so they never hold commits back;
+Offsets are safe because of these rules:
+- a batch is acknowledged only if no rebalance came since it was handed
+  out; the records of an older generation that wait are dropped unhandled,
+  and so are records fetched while partitions are being revoked or for a
+  partition no longer assigned (whoever owns them now reads them from the
+  committed offset);
+- the first record of a partition in a generation is checked against where
+  the group resumes it (faust's committed offset, else the broker's, else
+  the first offset the broker holds); a jump there or between records is
+  read again with a consumer of its own before the record after it is
+  buffered: records are found there (dropped above, or fetched before
+  faust's seek) or none are (compaction, transaction markers), and offsets
+  without a record are filed as done so they never hold commits back;
 - records at offsets below the next one expected (a seek back) were buffered
-  or handled already and are dropped.
+  or handled already and are dropped;
+- records of a fetch that began before a rebalance and ended after it are
+  taken for the partitions assigned now, under those same checks: faust may
+  have seeked the partition back before the fetch returned, and the last
+  records of a quiet partition would otherwise never come again and hold
+  its commits back (seen in a kill -9 soak: two records left behind on each
+  of two partitions).
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from faust.types import TP, AppT, EventT
 from prometheus_client import Counter
 
 from streams import faust_adapter
-from streams.batching import Refetch, read_again
+from streams.batching import Committed, Refetch, expected_offset, read_again
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +124,20 @@ class Intake:
     them out; ``done`` acknowledges a handled batch.
     """
 
-    def __init__(self, app: AppT, topics: Collection[str], capacity: int, *, reader: Refetch | None = None) -> None:
+    def __init__(
+        self,
+        app: AppT,
+        topics: Collection[str],
+        capacity: int,
+        *,
+        reader: Refetch | None = None,
+        committed: Committed | None = None,
+    ) -> None:
         self.app = app
         self.topics = frozenset(topics)
         self.capacity = capacity
         self._reader = reader
+        self._committed = committed  # the group's committed offset, asked of the broker when faust has none
         self._buffer: deque[tuple[int, Delivered]] = deque()
         self._next: dict[TP, int] = {}  # per partition: the offset the next record should have
         self._generation: int | None = None
@@ -155,22 +172,54 @@ class Intake:
     async def offer(self, records: dict[Any, list[Any]], generation: int) -> None:
         """Move the records of the bulk topics out of ``records`` (a fetch's map) into the buffer.
 
-        Records of an older generation, or fetched while partitions are
-        being revoked, are dropped: the offsets stay unacknowledged, and the
-        jump they leave is read again (see :meth:`_add`).
+        Records fetched while partitions are being revoked, or of a fetch
+        that began in an older generation for a partition not assigned now,
+        are dropped: the offsets stay unacknowledged, and whoever owns the
+        partition reads them from the committed offset. Every other record
+        is checked against the offsets expected (see :meth:`_add`).
         """
         current = self.app.consumer_generation_id
         if current != self._generation:
             self._forget(current)
+        assigned = faust_adapter.assigned(self.app) if generation != current else None
+        taken: dict[TP, Sequence[Any]] = {}
         for tp in [tp for tp in records if tp.topic in self.topics]:
             fetched = records.pop(tp)
-            if generation != current or self._revoked:
+            at = TP(tp.topic, tp.partition)
+            if self._revoked or (assigned is not None and at not in assigned):
                 for record in fetched:
                     DROPPED.labels(record.topic).inc()
                 continue
-            await self._add(TP(tp.topic, tp.partition), fetched, generation)
+            taken[at] = fetched
+        if not await self._resume_offsets([tp for tp in taken if tp not in self._next], current):
+            return  # a rebalance came while the broker was asked: these records are void
+        for at, held in taken.items():
+            await self._add(at, held, current)
         if self._buffer:
             self._woken.set()
+
+    async def _resume_offsets(self, tps: Sequence[TP], generation: int) -> bool:
+        """Set where the group resumes each of ``tps`` as its next offset expected; False if a rebalance came.
+
+        faust's committed offset, once its seek ran; else the broker's
+        (asked for all of them at once), else the first offset the broker
+        holds. faust's seek back does not run for a partition without a
+        commit, so records dropped at a rebalance are not fetched again
+        there: only this baseline finds them. A partition without a known
+        baseline takes its first record as one.
+        """
+        unknown = [tp for tp in tps if faust_adapter.committed_offset(self.app, tp) is None]
+        offsets: dict[TP, int | None] = {tp: faust_adapter.committed_offset(self.app, tp) for tp in tps}
+        if unknown and self._committed is not None:
+            committed = self._committed
+            asked = await asyncio.gather(*(expected_offset(self.app, tp, committed) for tp in unknown))
+            offsets.update(zip(unknown, asked, strict=True))
+            if self.app.consumer_generation_id != generation:
+                return False
+        for tp, offset in offsets.items():
+            if offset is not None:
+                self._next[tp] = offset
+        return True
 
     def _forget(self, generation: int) -> None:
         """A new generation: partitions may have moved and were seeked back to their commits."""
@@ -187,15 +236,13 @@ class Intake:
         """Buffer a partition's fetched records; a jump in offsets is read again first.
 
         The next offset expected is the one after the last record buffered,
-        or the group's committed offset for the first record of a
-        generation. A jump is not taken on trust to hold no record: records
-        dropped above, or fetched before faust's seek after an assignment,
-        leave one too. The range is read again; offsets still without a
-        record are filed as done.
+        or where the group resumes the partition for the first record of a
+        generation (:meth:`_resume_offsets`). A jump is not taken on trust
+        to hold no record: records dropped above, or fetched before faust's
+        seek after an assignment, leave one too. The range is read again;
+        offsets still without a record are filed as done.
         """
         expected = self._next.get(tp)
-        if expected is None:
-            expected = faust_adapter.committed_offset(self.app, tp)
         for record in fetched:
             offset = record.offset
             if expected is not None and offset < expected:

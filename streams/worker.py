@@ -203,7 +203,11 @@ class StreamWorker:
         # tables follow their partitions); their records reach the agent
         # through the intake, in bulk (see ``streams.intake``).
         self.intake = Intake(
-            self.app, settings.behavior_topics(), capacity=4 * settings.batch_max_events, reader=self.refetch
+            self.app,
+            settings.behavior_topics(),
+            capacity=4 * settings.batch_max_events,
+            reader=self.refetch,
+            committed=self.refetch.committed,
         )
         self.app.intakes = [self.intake]
         self.app.on_partitions_revoked.connect(self._on_partitions_revoked)

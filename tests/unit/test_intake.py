@@ -24,7 +24,9 @@ CLICKS = "clicks"
 OTHER = "products"
 
 
-def _app(committed: dict[TP, int] | None = None) -> Any:
+def _app(committed: dict[TP, int] | None = None, assigned: set[TP] | None = None) -> Any:
+    """A started app's consumer as the intake sees it; ``assigned`` defaults to partition 0 of the clicks."""
+    partitions = {TP(CLICKS, 0)} if assigned is None else assigned
     consumer = SimpleNamespace(
         _gap=defaultdict(IntervalTree),
         _committed_offset=defaultdict(lambda: None, committed or {}),
@@ -33,6 +35,7 @@ def _app(committed: dict[TP, int] | None = None) -> Any:
         _n_acked=0,
         flow_active=True,
         _wait_next_records=None,
+        assignment=lambda: set(partitions),
     )
     return SimpleNamespace(consumer=consumer, consumer_generation_id=1)
 
@@ -134,12 +137,12 @@ def test_a_jump_is_read_again_records_found_are_handled_and_empty_offsets_filed_
     asyncio.run(run())
 
 
-def test_records_fetched_for_an_older_generation_or_while_revoking_are_dropped() -> None:
+def test_records_fetched_while_revoking_or_across_a_rebalance_that_took_the_partition_are_dropped() -> None:
     async def run() -> None:
-        app = _app()
+        app = _app(assigned={TP(CLICKS, 1)})
         intake = Intake(app, [CLICKS], capacity=100)
         app.consumer_generation_id = 2
-        await intake.offer(_fetch(CLICKS, 0, [0, 1]), 1)  # fetched before the rebalance
+        await intake.offer(_fetch(CLICKS, 0, [0, 1]), 1)  # fetched before the rebalance; partition 0 moved
         assert intake.buffered == 0
         intake.clear()  # partitions are being revoked
         await intake.offer(_fetch(CLICKS, 0, [0, 1]), 2)
@@ -147,6 +150,55 @@ def test_records_fetched_for_an_older_generation_or_while_revoking_are_dropped()
         app.consumer_generation_id = 3
         await intake.offer(_fetch(CLICKS, 0, [0, 1]), 3)
         assert intake.buffered == 2
+
+    asyncio.run(run())
+
+
+def test_the_last_records_of_a_fetch_that_spanned_a_rebalance_are_handled_and_committed() -> None:
+    """faust may seek back before a fetch begun in the old generation returns; its records come only once.
+
+    The kill -9 soak left two records behind on each of two quiet
+    partitions: dropped as stale, they never came again.
+    """
+
+    async def run() -> None:
+        tp = TP(CLICKS, 0)
+        app = _app({tp: 7})
+        intake = Intake(app, [CLICKS], capacity=100)
+        app.consumer_generation_id = 2  # assigned again; faust seeked back to 7 while the fetch waited
+        await intake.offer(_fetch(CLICKS, 0, [7, 8]), 1)
+        batch = await _first_batch(intake)
+        assert [r.offset for r in batch.records] == [7, 8]
+        assert intake.done(batch)
+        assert app.consumer._acked[tp] == [7, 8]
+
+    asyncio.run(run())
+
+
+def test_without_a_commit_known_to_faust_the_broker_says_where_the_partition_resumes() -> None:
+    """faust's seek back skips a partition without a commit: records dropped at a rebalance are found as a jump."""
+
+    async def run() -> None:
+        tp = TP(CLICKS, 0)
+        app = _app()
+        asked: list[tuple[int, int]] = []
+
+        async def reader(at: TP, start: int, end: int) -> list[ConsumerRecord[bytes, bytes]]:
+            asked.append((start, end))
+            return [_record(at.topic, at.partition, o) for o in range(start, end)]
+
+        async def committed(at: TP) -> int | None:
+            return 0  # no commit: the first offset the broker holds
+
+        intake = Intake(app, [CLICKS], capacity=100, reader=reader, committed=committed)
+        await intake.offer(_fetch(CLICKS, 0, [0, 1, 2]), 1)
+        app.consumer_generation_id = 2  # the buffered records are dropped; the position stays at 3
+        await intake.offer(_fetch(CLICKS, 0, [3, 4]), 2)
+        batch = await _first_batch(intake)
+        assert asked == [(0, 3)]
+        assert [r.offset for r in batch.records] == [0, 1, 2, 3, 4]
+        assert intake.done(batch)
+        assert app.consumer._acked[tp] == [0, 1, 2, 3, 4]
 
     asyncio.run(run())
 
