@@ -180,3 +180,11 @@ def test_delta_from_dict_drops_invalid_weights(bad: Any) -> None:
     """A NaN, infinite, negative or non-numeric weight is dropped, the valid ones kept."""
     delta = ItemDelta.from_dict({"n": bad, "co": {"bad": bad, "good": 2.0}, "ts": 7})
     assert delta == ItemDelta(popularity=0.0, neighbors={"good": 2.0}, ts=7)
+    last = ItemDelta.from_dict({"n": 1.0, "co": {"good": 2.0, "also": 0.5, "bad": bad}, "ts": 7})
+    assert last == ItemDelta(popularity=1.0, neighbors={"good": 2.0, "also": 0.5}, ts=7)
+
+
+def test_weights_that_overflow_when_summed_are_each_kept() -> None:
+    """The quick check sums the weights; a sum too large for a float is checked weight by weight, not dropped."""
+    delta = ItemDelta.from_dict({"n": 1.0, "co": {"a": 1e308, "b": 1e308}, "ts": 7})
+    assert delta.neighbors == {"a": 1e308, "b": 1e308}

@@ -138,3 +138,22 @@ def test_items_at_equals_get_of_every_name(events: list[tuple[str, float, int]])
         scores.add(name, amount, at_ms)
     for at_ms in (0, scores.ref_ms, scores.ref_ms + 2500):
         assert dict(scores.items_at(at_ms)) == {name: scores.get(name, at_ms) for name, _ in scores.items()}
+
+
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from("abcd"), st.floats(0.0, 10.0), max_size=4),
+            st.integers(0, 2_000_000),
+        ),
+        max_size=12,
+    )
+)
+def test_add_many_gives_exactly_the_scores_of_one_add_per_name(batches: list[tuple[dict[str, float], int]]) -> None:
+    """The bulk form the item stream uses is the per-name form, bit for bit, across landmark moves too."""
+    one, many = DecayedScores(half_life_ms=10_000), DecayedScores(half_life_ms=10_000)
+    for amounts, at_ms in batches:
+        for name, amount in amounts.items():
+            one.add(name, amount, at_ms)
+        many.add_many(amounts, at_ms)
+    assert many.__getstate__() == one.__getstate__()
