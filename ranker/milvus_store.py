@@ -56,6 +56,7 @@ MILVUS_SECONDS = Histogram(
 INSERT_CHUNK_ROWS = 500
 
 _ITEM_FIELDS = ["item_id", "popularity", "neighbors", "ref_ms", "version"]
+_COUNT_FIELDS = [name for name in _ITEM_FIELDS if name != "neighbors"]  # rows read for their counts only
 # Item rows and popular lists share one collection, told apart by ``kind``;
 # every read and every delete of old versions filters on it, so a product
 # whose id happens to be "~popular/0" never meets partition 0's list.
@@ -422,7 +423,7 @@ class MilvusStore:
         ]
         self._write("upsert_items", self._items, "item_id", data, scope=f'kind == "{_ITEM}"')
 
-    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
+    def get_items(self, item_ids: Sequence[str], *, neighbors: bool = True) -> dict[str, ItemRow]:
         ids = ", ".join(_quote(i) for i in sorted(set(item_ids)))
         if not ids:
             return {}
@@ -431,7 +432,7 @@ class MilvusStore:
             lambda: self._client.query(
                 self._items,
                 filter=f'kind == "{_ITEM}" and item_id in [{ids}]',
-                output_fields=_ITEM_FIELDS,
+                output_fields=_ITEM_FIELDS if neighbors else _COUNT_FIELDS,
                 timeout=self._timeout,
             ),
         )
@@ -439,7 +440,7 @@ class MilvusStore:
             row["item_id"]: ItemRow(
                 item_id=row["item_id"],
                 popularity=float(row["popularity"]),
-                neighbors=_weights(row["neighbors"]),
+                neighbors=_weights(row["neighbors"]) if neighbors else {},
                 ref_ms=int(row["ref_ms"]),
             )
             for row in _newest(rows, "item_id")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import math
 import time
@@ -276,8 +277,10 @@ class Recommender:
             )
         return Results(items, strategy, personalized, {"request_id": request_id, "model_version": version})
 
-    async def _item_rows(self, product_ids: Sequence[str]) -> dict[str, ItemRow]:
-        return await asyncio.to_thread(self._store.get_items, list(product_ids)) if product_ids else {}
+    async def _item_rows(self, product_ids: Sequence[str], *, neighbors: bool = True) -> dict[str, ItemRow]:
+        if not product_ids:
+            return {}
+        return await asyncio.to_thread(functools.partial(self._store.get_items, neighbors=neighbors), list(product_ids))
 
     async def search(self, query: str, user_id: str | None, k: int) -> Results:
         """Products matching the query's meaning, re-ranked by the shopper's profile."""
@@ -287,7 +290,7 @@ class Recommender:
         hits = await asyncio.to_thread(
             self._store.search_products, vectors[0], k * self._settings.candidate_factor, ProductFilter()
         )
-        rows = await self._item_rows([hit.product.product_id for hit in hits])
+        rows = await self._item_rows([hit.product.product_id for hit in hits], neighbors=False)
         profile = user.features if user else {}
         items, version = self._rank(hits, profile, k, rows, weights=self._search_weights)
         return self._results(
@@ -349,7 +352,7 @@ class Recommender:
         known = {hit.product.product_id for hit in hits}
         missing = [product_id for product_id in proposed if product_id not in known]
         products, rows = await asyncio.gather(
-            asyncio.to_thread(self._store.get_products, missing), self._item_rows(list(proposed))
+            asyncio.to_thread(self._store.get_products, missing), self._item_rows(list(proposed), neighbors=False)
         )
         for product_id in missing:
             product = products.get(product_id)

@@ -118,8 +118,12 @@ class VectorStore(Protocol):
     def upsert_items(self, rows: Sequence[ItemRow]) -> None:
         """Insert or replace item rows by id; the last row of an id wins, a non-finite score fails the batch."""
 
-    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
-        """The known item rows among ``item_ids``, by id."""
+    def get_items(self, item_ids: Sequence[str], *, neighbors: bool = True) -> dict[str, ItemRow]:
+        """The known item rows among ``item_ids``, by id; without their neighbours (empty) unless ``neighbors``.
+
+        A ranker reads a few hundred candidates' rows per request for their
+        counts only; their neighbours are the bulk of a row.
+        """
 
     def upsert_popular(self, lists: Sequence[PopularList]) -> None:
         """Insert or replace popular lists by partition; the last list of a partition wins (scores as for items)."""
@@ -259,10 +263,10 @@ class MemoryStore:
         with self._lock:
             self._items.update(copies)
 
-    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRow]:
+    def get_items(self, item_ids: Sequence[str], *, neighbors: bool = True) -> dict[str, ItemRow]:
         with self._lock:
             found = [self._items[item_id] for item_id in item_ids if item_id in self._items]
-        return {row.item_id: replace(row, neighbors=dict(row.neighbors)) for row in found}
+        return {row.item_id: replace(row, neighbors=dict(row.neighbors) if neighbors else {}) for row in found}
 
     def upsert_popular(self, lists: Sequence[PopularList]) -> None:
         check_popular(lists)

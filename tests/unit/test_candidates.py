@@ -38,14 +38,16 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.popular_calls = 0
         self.item_lookups: list[list[str]] = []
+        self.neighbor_lookups: list[bool] = []  # per lookup: whether neighbours were asked for
 
     def popular_lists(self) -> list[PopularList]:
         self.popular_calls += 1
         return super().popular_lists()
 
-    def get_items(self, item_ids: Any) -> dict[str, ItemRow]:
+    def get_items(self, item_ids: Any, *, neighbors: bool = True) -> dict[str, ItemRow]:
         self.item_lookups.append(list(item_ids))
-        return super().get_items(item_ids)
+        self.neighbor_lookups.append(neighbors)
+        return super().get_items(item_ids, neighbors=neighbors)
 
 
 @pytest.fixture
@@ -335,6 +337,18 @@ def test_sold_out_and_deleted_products_are_dropped_from_counted_sources(
     assert results.strategy == "personalized"
     assert ids(results) == ["belt"]
     assert results.items[0].sources == (source,)
+
+
+def test_only_the_history_rows_are_read_with_their_neighbours(make: MakeRecommender, store: CountingStore) -> None:
+    """Candidates' rows are read for their counts; neighbours are read for the shopper's recent products alone."""
+    store.upsert_items([row("shoe-red", 4.0, {"hat": 4.0, "wallet": 1.0}), row("hat", 4.0, {"shoe-red": 4.0})])
+    store.upsert_users([user("u", None, recent_items=["shoe-red"])])
+    store.item_lookups, store.neighbor_lookups = [], []
+    result = recommend(make(), "u", 10)
+    assert "hat" in {item.product.product_id for item in result.items}
+    with_neighbors = [ids for ids, wanted in zip(store.item_lookups, store.neighbor_lookups, strict=True) if wanted]
+    assert with_neighbors == [["shoe-red"]]
+    assert any("hat" in ids for ids in store.item_lookups)  # the candidate's counts were read, without neighbours
 
 
 def test_content_only_sources_use_the_vector_search_alone(

@@ -322,6 +322,16 @@ def test_get_items_returns_only_known_ids(store: VectorStore) -> None:
     assert store.get_items(["nope"]) == {}
 
 
+def test_get_items_without_neighbors_reads_the_counts_alone(store: VectorStore) -> None:
+    """Rows asked for their counts only come with empty neighbours and the same popularity and time."""
+    store.upsert_items([ItemRow("i-1", 3.0, {"i-2": 1.0, "i-3": 0.5}, REF_MS), ItemRow("i-2", 1.0, {}, REF_MS + 1)])
+    assert store.get_items(["i-1", "i-2", "nope"], neighbors=False) == {
+        "i-1": ItemRow("i-1", 3.0, {}, REF_MS),
+        "i-2": ItemRow("i-2", 1.0, {}, REF_MS + 1),
+    }
+    assert store.get_items(["i-1"])["i-1"].neighbors == {"i-2": 1.0, "i-3": 0.5}  # what was stored is untouched
+
+
 def test_duplicate_item_ids_in_one_batch_keep_the_last(store: VectorStore) -> None:
     """When one batch holds the same item id twice, the last row wins."""
     last = ItemRow("i-1", 2.0, {"i-3": 1.0}, REF_MS + 1)
