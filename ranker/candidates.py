@@ -23,9 +23,10 @@ here, so rows written at different times compare fairly.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ranker.store import ItemRow, PopularList
@@ -102,31 +103,67 @@ def popular_items(lists: Iterable[PopularList], now_ms: float, half_life_ms: flo
     return dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-@dataclass(frozen=True, slots=True)
 class PopularRanking:
     """The merged popular lists, most popular first, with scores as of ``ref_ms`` (the newest list's time).
 
     Lists are decayed from their own times, so merged as of any later time
     every score carries the same factor and the order holds: the ranking is
-    made once per change of the lists, not once per request.
+    made once per change of the lists, not once per request. Under traffic
+    the lists change about as often as they are read, so the merge itself is
+    lazy: :meth:`top` walks the lists, each sorted once, in step (a heap
+    merge) and stops at ``limit``; the full order and scores are made only
+    when asked for (a new shopper's list).
     """
 
-    lists: tuple[PopularList, ...]
-    ids: tuple[str, ...]
-    scores: dict[str, float]
-    ref_ms: int
+    __slots__ = ("_ids", "_ranked", "_scores", "lists", "ref_ms")
+
+    def __init__(self, lists: tuple[PopularList, ...], half_life_ms: float) -> None:
+        self.lists = lists
+        self.ref_ms = max((popular.ref_ms for popular in lists), default=0)
+        # Each list as (-score as of ref_ms, id), best first: already in that
+        # order as the stream writes them, so the sort is one linear pass.
+        self._ranked = [
+            sorted(
+                (-score * factor, item_id)
+                for factor in (decay(popular.ref_ms, self.ref_ms, half_life_ms),)
+                for item_id, score in popular.items.items()
+            )
+            for popular in lists
+        ]
+        self._ids: tuple[str, ...] | None = None
+        self._scores: dict[str, float] | None = None
 
     @classmethod
     def of(cls, lists: Iterable[PopularList], half_life_ms: float) -> PopularRanking:
         """Merge ``lists`` as of the newest of them."""
-        held = tuple(lists)
-        ref_ms = max((popular.ref_ms for popular in held), default=0)
-        scores = popular_items(held, ref_ms, half_life_ms)
-        return cls(held, tuple(scores), scores, ref_ms)
+        return cls(tuple(lists), half_life_ms)
+
+    def _merged(self) -> Iterator[tuple[str, float]]:
+        """(id, score) most popular first, ties by id; a product in several lists once, at its best score."""
+        listed: set[str] = set()
+        for negated, item_id in heapq.merge(*self._ranked):
+            if item_id not in listed:
+                listed.add(item_id)
+                yield item_id, -negated
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Every listed product's merged score as of :attr:`ref_ms`, most popular first (:func:`popular_items`)."""
+        if self._scores is None:
+            self._scores = dict(self._merged())
+        return self._scores
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every listed product, most popular first."""
+        if self._ids is None:
+            self._ids = tuple(self.scores)
+        return self._ids
 
     def top(self, limit: int, exclude: frozenset[str]) -> list[str]:
         """The ``limit`` most popular ids not in ``exclude``, as :func:`top` of :func:`popular_items` gives them."""
-        return list(itertools.islice((item_id for item_id in self.ids if item_id not in exclude), limit))
+        ranked = (item_id for item_id, _ in self._merged() if item_id not in exclude)
+        return list(itertools.islice(ranked, limit))
 
     def score(self, item_id: str, now_ms: float, half_life_ms: float) -> float:
         """The product's merged decayed popularity as of ``now_ms`` (0 when it is in no list)."""

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from encoders.runner import AsyncEncoder
 from encoders.text import HashingTextEncoder
@@ -405,6 +407,29 @@ def test_the_popular_ranking_made_once_keeps_the_order_of_a_merge_at_any_later_t
     exclude = frozenset({"seen", "tie"})
     assert ranking.top(3, exclude) == candidates.top(merged, 3, exclude)
     assert {i: ranking.score(i, now_ms, HOUR_MS) for i in merged} == pytest.approx(merged)
+
+
+@given(
+    lists=st.lists(
+        st.tuples(
+            st.dictionaries(st.sampled_from("abcdefgh"), st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5]), max_size=6),
+            st.integers(0, 3),
+        ),
+        max_size=4,
+    ),
+    exclude=st.frozensets(st.sampled_from("abcdefgh")),
+    limit=st.integers(0, 9),
+)
+def test_the_lazy_popular_ranking_equals_the_full_merge(
+    lists: list[tuple[dict[str, float], int]], exclude: frozenset[str], limit: int
+) -> None:
+    """Its top and scores are those of ``popular_items`` as of the newest list: ties by id, a repeat at its best."""
+    held = [PopularList(partition, items, NOW_MS - hours * HOUR_MS) for partition, (items, hours) in enumerate(lists)]
+    ranking = candidates.PopularRanking.of(held, HOUR_MS)
+    merged = candidates.popular_items(held, ranking.ref_ms, HOUR_MS)
+    assert ranking.top(limit, exclude) == candidates.top(merged, limit, exclude)
+    assert list(ranking.scores) == list(merged)
+    assert ranking.scores == pytest.approx(merged)
 
 
 def test_the_recommender_merges_the_popular_lists_again_only_when_they_change(
